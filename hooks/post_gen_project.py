@@ -1,0 +1,38 @@
+"""Keep the chosen variant's files and remove the others.
+
+Everything variant-specific is data: ``_manifest`` in cookiecutter.json, which
+the template's own tests read too. Each key of ``alternatives`` is a file of
+the generated project; the template holds one version of it per combination
+of the listed prompts, named ``<stem>.<choice>[-<choice>...]<suffix>``. The
+chosen version takes the file's name, the others are deleted.
+
+The hook touches nothing outside the project and is safe to run twice
+(cruft re-runs it on update): no network, no git, no installs.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+
+def choose_alternative(target: str, axes: list[str]) -> None:
+    dest = Path(target.format(**CONTEXT))
+    chosen = "-".join(CONTEXT[axis] for axis in axes)
+    for candidate in dest.parent.glob(f"{dest.stem}.*{dest.suffix}"):
+        if candidate.name == f"{dest.stem}.{chosen}{dest.suffix}":
+            candidate.replace(dest)
+        else:
+            candidate.unlink()
+    if not dest.is_file():
+        sys.exit(f"ERROR: no version of {target} for {chosen!r} in the template.")
+
+
+def main() -> None:
+    for target, axes in CONTEXT["_manifest"]["alternatives"].items():
+        choose_alternative(target, axes)
+
+
+if __name__ == "__main__":
+    main()

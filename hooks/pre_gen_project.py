@@ -1,0 +1,62 @@
+"""Refuse project and package names that would break the generated project.
+
+Cookiecutter stops on exit code 1 and removes what it generated, so a bad
+name leaves nothing behind. One line on stderr says which value and why.
+"""
+
+import keyword
+import sys
+
+# Top-level names the generated project imports (or runs) besides the stdlib.
+IMPORTED = frozenset(
+    {
+        "aiosqlite",
+        "alembic",
+        "asyncpg",
+        "fastapi",
+        "httpx",
+        "migrations",
+        "mypy",
+        "psycopg",
+        "pydantic",
+        "pydantic_settings",
+        "pytest",
+        "ruff",
+        "sqlalchemy",
+        "starlette",
+        "test",
+        "tests",
+        "uvicorn",
+    }
+)
+
+
+def problem(name: str) -> str | None:
+    """Why ``name`` cannot be a project slug or package name, or None."""
+    if not name.isidentifier():
+        return "is not a valid Python identifier (use lowercase letters, digits and underscores, not starting with a digit)"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if name != name.lower():
+        return "has uppercase letters (package names are lowercase)"
+    if name in sys.stdlib_module_names:
+        return f"would shadow the standard library module {name!r}"
+    if name in IMPORTED:
+        return f"would shadow {name!r}, which the generated project imports"
+    return None
+
+
+def main() -> int:
+    for field, value in (
+        ("project_slug", "{{ cookiecutter.project_slug }}"),
+        ("package_name", "{{ cookiecutter.package_name }}"),
+    ):
+        reason = problem(value)
+        if reason is not None:
+            print(f"ERROR: {field} {value!r} {reason}.", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Database access: the engine, the declarative base and the per-request session."""

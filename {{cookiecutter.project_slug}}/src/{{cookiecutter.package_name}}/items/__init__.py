@@ -1,0 +1,1 @@
+"""The example resource: items with a unique name."""

@@ -1,0 +1,67 @@
+"""The ``/items`` endpoints."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, status
+
+from ..db.session import SessionDep
+from .models import Item
+from .repository import ItemRepository
+from .schemas import ItemCreate, ItemPage, ItemRead, ItemUpdate
+
+router = APIRouter(prefix="/items", tags=["items"])
+
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The name is already taken"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No item has this id"}}
+
+
+{{ cookiecutter.__async }}def _get_or_404(repository: ItemRepository, item_id: int) -> Item:
+    item = {{ cookiecutter.__await }}repository.get(item_id)
+    if item is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Item {item_id} not found.")
+    return item
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
+{{ cookiecutter.__async }}def create_item(data: ItemCreate, session: SessionDep) -> ItemRead:
+    item = {{ cookiecutter.__await }}ItemRepository(session).add(data)
+    return ItemRead.model_validate(item)
+
+
+@router.post("/bulk", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
+{{ cookiecutter.__async }}def create_items(
+    data: Annotated[list[ItemCreate], Body(min_length=1, max_length=100)],
+    session: SessionDep,
+) -> list[ItemRead]:
+    """Create all the items or none of them."""
+    items = {{ cookiecutter.__await }}ItemRepository(session).add_all(data)
+    return [ItemRead.model_validate(item) for item in items]
+
+
+@router.get("")
+{{ cookiecutter.__async }}def list_items(
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> ItemPage:
+    items, total = {{ cookiecutter.__await }}ItemRepository(session).page(offset=offset, limit=limit)
+    return ItemPage(items=[ItemRead.model_validate(item) for item in items], total=total)
+
+
+@router.get("/{item_id}", responses=NOT_FOUND)
+{{ cookiecutter.__async }}def get_item(item_id: int, session: SessionDep) -> ItemRead:
+    repository = ItemRepository(session)
+    return ItemRead.model_validate({{ cookiecutter.__await }}_get_or_404(repository, item_id))
+
+
+@router.patch("/{item_id}", responses={**NOT_FOUND, **CONFLICT})
+{{ cookiecutter.__async }}def update_item(item_id: int, changes: ItemUpdate, session: SessionDep) -> ItemRead:
+    repository = ItemRepository(session)
+    item = {{ cookiecutter.__await }}_get_or_404(repository, item_id)
+    return ItemRead.model_validate({{ cookiecutter.__await }}repository.update(item, changes))
+
+
+@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+{{ cookiecutter.__async }}def delete_item(item_id: int, session: SessionDep) -> None:
+    repository = ItemRepository(session)
+    {{ cookiecutter.__await }}repository.delete({{ cookiecutter.__await }}_get_or_404(repository, item_id))

@@ -1,0 +1,45 @@
+"""What the API accepts and returns for items."""
+
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .models import NAME_MAX_LENGTH
+
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH, examples=["Widget"])]
+Description = Annotated[str | None, Field(max_length=10_000, examples=["A small widget."])]
+
+
+class ItemCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    description: Description = None
+
+
+class ItemUpdate(BaseModel):
+    """A partial update: only the fields present in the request change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Description = None
+
+    @model_validator(mode="after")
+    def name_is_not_null(self) -> Self:
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null")
+        return self
+
+
+class ItemRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str | None
+
+
+class ItemPage(BaseModel):
+    items: list[ItemRead]
+    total: int

@@ -1,0 +1,28 @@
+"""Settings, read from the environment and from a ``.env`` file."""
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting can be given as an environment variable of the same name, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+{% if cookiecutter.database == "sqlite" %}
+    database_url: str = "sqlite+{{ 'aiosqlite' if cookiecutter.driver == 'async' else 'pysqlite' }}:///./{{ cookiecutter.project_slug }}.db"
+{% else %}
+    database_url: str = "postgresql+{{ 'asyncpg' if cookiecutter.driver == 'async' else 'psycopg' }}://postgres:postgres@localhost:5432/{{ cookiecutter.project_slug }}"
+{% endif %}
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    db_echo: bool = False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return Settings()

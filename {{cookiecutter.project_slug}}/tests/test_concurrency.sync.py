@@ -1,0 +1,57 @@
+{% set is_pg = cookiecutter.database == "postgresql" %}
+"""Many requests at once: one session each, and every connection back in the pool after."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+{% if is_pg %}
+from sqlalchemy import func, select, text
+{% else %}
+from sqlalchemy import func, select
+{% endif %}
+
+{% if is_pg %}
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
+{% endif %}
+from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.settings import Settings
+
+REQUESTS = 60
+
+
+def test_concurrent_requests_leave_no_connection_checked_out(
+    committed_app: FastAPI, settings: Settings
+) -> None:
+    engine = committed_app.state.engine
+    client = TestClient(committed_app)
+
+    def write(n: int) -> int:
+        return client.post("/items", json={"name": f"item-{n}"}).status_code
+
+    def read(_: int) -> int:
+        return client.get("/items").status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        writes = pool.map(write, range(REQUESTS))
+        reads = pool.map(read, range(REQUESTS))
+        statuses = [*writes, *reads]
+
+    assert statuses == [201] * REQUESTS + [200] * REQUESTS
+    assert engine.pool.checkedout() == 0
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(Item)) == REQUESTS
+{% if is_pg %}
+        # The server's view of our other connections: none is left inside a
+        # transaction, and there are no more than the pool allows.
+        result = connection.execute(
+            text(
+                "SELECT state FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": APPLICATION_NAME},
+        )
+        states = result.scalars().all()
+    assert "idle in transaction" not in states
+    assert len(states) < settings.db_pool_size + settings.db_max_overflow
+{% endif %}

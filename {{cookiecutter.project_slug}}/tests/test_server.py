@@ -1,0 +1,125 @@
+{% set is_async = cookiecutter.driver == "async" %}
+{% set is_pg = cookiecutter.database == "postgresql" %}
+"""The real server: uvicorn serves the app, and SIGTERM stops it with no connection left open."""
+
+{% if is_pg and is_async %}
+import asyncio
+{% endif %}
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+{% if is_pg %}
+from sqlalchemy import text
+{% else %}
+from sqlalchemy import make_url
+{% endif %}
+{% if is_pg %}
+
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME, build_engine
+from {{ cookiecutter.package_name }}.settings import Settings
+{% endif %}
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+{% if is_pg %}
+CONNECTIONS_OF_THE_SERVICE = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND application_name = :name AND pid <> pg_backend_pid()"
+)
+{% endif %}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the server exited while starting"
+        try:
+            httpx2.get(f"{base_url}/health", timeout=1)
+        except httpx2.TransportError:
+            time.sleep(0.1)
+        else:
+            return
+    raise AssertionError("the server did not start within 30 s")
+{% if is_pg %}
+
+
+{% if is_async %}
+def connections_of_the_service(database_url: str) -> int:
+    """The service's connections to the test database, as the server sees them."""
+    return asyncio.run(_count_connections(database_url))
+
+
+async def _count_connections(database_url: str) -> int:
+    engine = build_engine(Settings(database_url=database_url))
+    try:
+        async with engine.connect() as connection:
+            count = await connection.scalar(CONNECTIONS_OF_THE_SERVICE, {"name": APPLICATION_NAME})
+    finally:
+        await engine.dispose()
+    return count or 0
+{% else %}
+def connections_of_the_service(database_url: str) -> int:
+    """The service's connections to the test database, as the server sees them."""
+    engine = build_engine(Settings(database_url=database_url))
+    try:
+        with engine.connect() as connection:
+            count = connection.scalar(CONNECTIONS_OF_THE_SERVICE, {"name": APPLICATION_NAME})
+    finally:
+        engine.dispose()
+    return count or 0
+{% endif %}
+{% else %}
+
+
+def wal_file(database_url: str) -> Path:
+    database = make_url(database_url).database
+    assert database is not None
+    return Path(f"{database}-wal")
+{% endif %}
+
+
+def test_sigterm_stops_the_server_cleanly(database_url: str) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app", "--port", str(port)],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": database_url},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until_serving(base_url, server)
+        created = httpx2.post(f"{base_url}/items", json={"name": "served"})
+        assert created.status_code == 201
+        assert httpx2.get(f"{base_url}/items/{created.json()['id']}").status_code == 200
+        assert httpx2.delete(f"{base_url}/items/{created.json()['id']}").status_code == 204
+{% if is_pg %}
+        assert connections_of_the_service(database_url) >= 1
+{% else %}
+        assert wal_file(database_url).exists()  # the server holds a connection
+{% endif %}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+
+    # After its graceful shutdown uvicorn re-raises the signal, as a process should.
+    assert server.returncode in {0, -signal.SIGTERM}, stderr.decode()
+    assert b"Application shutdown complete" in stderr
+{% if is_pg %}
+    assert connections_of_the_service(database_url) == 0
+{% else %}
+    # SQLite removes the write-ahead log when the last connection closes.
+    assert not wal_file(database_url).exists()
+{% endif %}
