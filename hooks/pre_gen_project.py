@@ -7,7 +7,7 @@ name leaves nothing behind. One line on stderr says which value and why.
 import keyword
 import sys
 
-# Top-level names the generated project imports (or runs) besides the stdlib.
+# Top-level names the generated project imports, runs or contains, besides the stdlib.
 IMPORTED = frozenset(
     {
         "aiosqlite",
@@ -42,18 +42,32 @@ def problem(name: str) -> str | None:
     if name in sys.stdlib_module_names:
         return f"would shadow the standard library module {name!r}"
     if name in IMPORTED:
-        return f"would shadow {name!r}, which the generated project imports"
+        return f"would shadow {name!r}, which the generated project imports or contains"
     return None
 
 
+NAMES = {
+    "project_slug": {{ cookiecutter.project_slug | tojson }},
+    "package_name": {{ cookiecutter.package_name | tojson }},
+}
+# Free text lands inside Python, TOML and Markdown string literals.
+TEXTS = {
+    "project_name": {{ cookiecutter.project_name | tojson }},
+    "description": {{ cookiecutter.description | tojson }},
+    "author_name": {{ cookiecutter.author_name | tojson }},
+    "author_email": {{ cookiecutter.author_email | tojson }},
+}
+
+
 def main() -> int:
-    for field, value in (
-        ("project_slug", "{{ cookiecutter.project_slug }}"),
-        ("package_name", "{{ cookiecutter.package_name }}"),
-    ):
+    for field, value in NAMES.items():
         reason = problem(value)
         if reason is not None:
             print(f"ERROR: {field} {value!r} {reason}.", file=sys.stderr)
+            return 1
+    for field, value in TEXTS.items():
+        if '"' in value or "\\" in value or "\n" in value:
+            print(f"ERROR: {field} {value!r} may not contain double quotes, backslashes or newlines.", file=sys.stderr)
             return 1
     return 0
 

@@ -13,10 +13,11 @@
 """
 
 {% if is_async %}
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 {% else %}
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 {% endif %}
+from typing import Any
 
 import pytest
 from fastapi import FastAPI, HTTPException
@@ -25,11 +26,10 @@ from httpx2 import ASGITransport, AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 {% else %}
+from fastapi.concurrency import run_in_threadpool
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, select
-from starlette.concurrency import run_in_threadpool
 {% endif %}
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from {{ cookiecutter.package_name }}.db.engine import build_engine
 from {{ cookiecutter.package_name }}.db.session import SessionDep
@@ -37,6 +37,11 @@ from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .isolation import joining_sessionmaker
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
 {{ cookiecutter.__async }}def names_seen_by(engine: {{ Engine }}) -> list[str]:
@@ -48,7 +53,7 @@ from .isolation import joining_sessionmaker
 class ProbeAtResponseStart:
     """Wraps an app and reads the database the moment its response starts."""
 
-    def __init__(self, app: ASGIApp, engine: {{ Engine }}) -> None:
+    def __init__(self, app: FastAPI, engine: {{ Engine }}) -> None:
         self.app = app
         self.engine = engine
         self.seen: list[list[str]] = []

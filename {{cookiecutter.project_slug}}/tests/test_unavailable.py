@@ -18,6 +18,15 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
+{% if cookiecutter.database == "sqlite" and is_async %}
+# After a failed connect, aiosqlite's worker thread may hand its last result to
+# the test's event loop after that loop has closed (aiosqlite issue #241).
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:Exception in thread .*\(_connection_worker_thread\)"
+    ":pytest.PytestUnhandledThreadExceptionWarning"
+)
+
+{% endif %}
 POOL_TIMEOUT = 2.0
 {% if cookiecutter.database == "postgresql" %}
 # Nothing listens on port 1.

@@ -8,8 +8,8 @@ from fastapi import FastAPI
 {% if is_async %}
 from sqlalchemy.ext.asyncio import async_sessionmaker
 {% else %}
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import sessionmaker
-from starlette.concurrency import run_in_threadpool
 {% endif %}
 
 from . import health

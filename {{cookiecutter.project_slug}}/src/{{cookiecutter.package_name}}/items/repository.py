@@ -21,8 +21,8 @@ class ItemRepository:
     """Items, read and written through the request's session.
 
     Writes are flushed at once, so a constraint violation surfaces here, as a
-    ``ConflictError``, while the endpoint still runs; committing is the
-    session {{ cookiecutter.session_strategy }}'s job.
+    ``ConflictError``, while the endpoint still runs. Committing is not a
+    repository's job: ``db/session.py`` commits once per request.
     """
 
     def __init__(self, session: {{ "AsyncSession" if is_async else "Session" }}) -> None:

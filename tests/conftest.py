@@ -1,0 +1,86 @@
+"""Shared fixtures: baking, the PostgreSQL server, and a report of what the matrix measured."""
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+from pytest_cookies.plugin import Cookies
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def bake(cookies: Cookies, **context: str) -> Path:
+    """Bake with ``context``, insisting that it worked (pytest-cookies swallows errors)."""
+    result = cookies.bake(extra_context=context)
+    assert result.exception is None, result.exception
+    assert result.exit_code == 0
+    assert result.project_path is not None
+    return Path(result.project_path)
+
+
+class Postgres:
+    """The server the PostgreSQL variants run against: one throwaway database each."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _run(self, statement: sql.Composed) -> None:
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            connection.execute(statement)
+
+    def create_database(self, name: str) -> None:
+        self.drop_database(name)
+        self._run(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_database(self, name: str) -> None:
+        self._run(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def database_exists(self, name: str) -> bool:
+        with psycopg.connect(self.url) as connection:
+            row = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            return row is not None
+
+    def sqlalchemy_url(self, name: str, driver: str) -> str:
+        """The URL of database ``name`` on this server, for SQLAlchemy with ``driver``."""
+        return urlsplit(self.url)._replace(scheme=f"postgresql+{driver}", path=f"/{name}").geturl()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Postgres:
+    """The server at TEST_POSTGRES_URL; unreachable means skip, or fail when CI is set."""
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=5):
+            pass
+    except psycopg.OperationalError as error:
+        reason = f"PostgreSQL at TEST_POSTGRES_URL={POSTGRES_URL} is unreachable: {error}".strip()
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so the PostgreSQL variants must run)")
+        pytest.skip(f"SKIPPING POSTGRESQL VARIANTS: {reason}")
+    return Postgres(POSTGRES_URL)
+
+
+# What the matrix measured, gathered from every worker's reports: printed at the end.
+_measured: dict[str, dict[str, Any]] = defaultdict(dict)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if isinstance(key, str) and key.startswith("matrix:"):
+            variant, _, measure = key.removeprefix("matrix:").partition(":")
+            _measured[variant][measure] = value
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _measured:
+        return
+    columns = ["bake_s", "install_s", "lint_s", "mypy_s", "migrate_s", "suite_s", "suite_passed"]
+    terminalreporter.section("matrix: seconds per step, and the generated suite's test count")
+    terminalreporter.write_line(f"{'variant':<32}" + "".join(f"{c:>13}" for c in columns))
+    for variant in sorted(_measured):
+        cells = "".join(f"{_measured[variant].get(c, '-')!s:>13}" for c in columns)
+        terminalreporter.write_line(f"{variant:<32}{cells}")

@@ -1,0 +1,71 @@
+"""The combinations table and the file manifest, both read from cookiecutter.json.
+
+The post-generation hook reads the same ``_manifest``; nothing here restates it.
+"""
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1]
+PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+COOKIECUTTER: dict[str, Any] = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
+MANIFEST: dict[str, dict[str, list[str]]] = COOKIECUTTER["_manifest"]
+AXES = ("database", "driver", "session_strategy")
+
+
+@dataclass(frozen=True)
+class Variant:
+    database: str
+    driver: str
+    session_strategy: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.database}-{self.driver}-{self.session_strategy}"
+
+    @property
+    def context(self) -> dict[str, str]:
+        return {axis: getattr(self, axis) for axis in AXES}
+
+
+VARIANTS = [Variant(*combo) for combo in itertools.product(*(COOKIECUTTER[axis] for axis in AXES))]
+
+
+def choices(axis: str) -> list[str]:
+    values: list[str] = COOKIECUTTER[axis]
+    return values
+
+
+def expected_files(context: Mapping[str, str]) -> set[str]:
+    """The files a bake with ``context`` must produce, relative to the project."""
+    package = context["package_name"]
+    sources: dict[str, str | None] = {}  # an alternative's file -> its target, if chosen
+    for target, axes in MANIFEST["alternatives"].items():
+        dest = Path(target.format(package_name=package))
+        for combo in itertools.product(*(choices(axis) for axis in axes)):
+            name = f"{dest.stem}.{'-'.join(combo)}{dest.suffix}"
+            chosen = all(context[axis] == value for axis, value in zip(axes, combo, strict=True))
+            sources[(dest.parent / name).as_posix()] = dest.as_posix() if chosen else None
+    files = set()
+    for path in PROJECT_TEMPLATE.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            relative = path.relative_to(PROJECT_TEMPLATE).as_posix()
+            relative = relative.replace("{{cookiecutter.package_name}}", package)
+            kept = sources.get(relative, relative)
+            if kept is not None:
+                files.add(kept)
+    return files
+
+
+def alternative_sources() -> set[str]:
+    """Every alternative file the manifest expects in the template (package as written there)."""
+    sources = set()
+    for target, axes in MANIFEST["alternatives"].items():
+        dest = Path(target.format(package_name="{{cookiecutter.package_name}}"))
+        for combo in itertools.product(*(choices(axis) for axis in axes)):
+            sources.add((dest.parent / f"{dest.stem}.{'-'.join(combo)}{dest.suffix}").as_posix())
+    return sources

@@ -1,0 +1,165 @@
+"""Baking every variant: what lands on disk, and nothing else."""
+
+import re
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+from pytest_cookies.plugin import Cookies
+
+from .conftest import bake
+from .matrix import (
+    COOKIECUTTER,
+    MANIFEST,
+    PROJECT_TEMPLATE,
+    VARIANTS,
+    Variant,
+    alternative_sources,
+    expected_files,
+)
+
+# Jinja that survived rendering; GitHub Actions' ${{ }} is legitimate.
+LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#|cookiecutter\.")
+DEFAULTS = {"project_slug": "my_service", "package_name": "my_service"}
+
+
+def files_of(project: Path) -> set[str]:
+    return {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
+def test_bake_produces_exactly_the_manifest(cookies: Cookies, variant: Variant) -> None:
+    project = bake(cookies, **variant.context)
+
+    assert project.name == "my_service"
+    assert files_of(project) == expected_files({**DEFAULTS, **variant.context})
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
+def test_no_template_syntax_survives(cookies: Cookies, variant: Variant) -> None:
+    project = bake(cookies, **variant.context)
+
+    for path in project.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert not LEFTOVER.search(text), f"{path.relative_to(project)}: {LEFTOVER.search(text)}"
+            assert "\n\n\n\n" not in text, f"{path.relative_to(project)} has a blank-line scar"
+            assert "BaseHTTPMiddleware(" not in text
+            assert not re.search(r"^from starlette.middleware.base", text, re.M)
+
+
+def test_every_alternative_exists_in_the_template() -> None:
+    present = {
+        p.relative_to(PROJECT_TEMPLATE).as_posix()
+        for p in PROJECT_TEMPLATE.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    missing = alternative_sources() - present
+    assert not missing, f"the manifest names alternatives the template lacks: {sorted(missing)}"
+    axes = {axis for axes in MANIFEST["alternatives"].values() for axis in axes}
+    assert axes <= {"database", "driver", "session_strategy"}
+
+
+@pytest.mark.parametrize(("database", "driver"), [(v.database, v.driver) for v in VARIANTS[::2]])
+def test_routes_and_repository_are_the_same_text_in_both_strategies(
+    cookies: Cookies, database: str, driver: str
+) -> None:
+    projects = {
+        strategy: bake(cookies, database=database, driver=driver, session_strategy=strategy)
+        for strategy in COOKIECUTTER["session_strategy"]
+    }
+    package = Path("src/my_service")
+    for module in ["items/routes.py", "items/repository.py", "items/models.py", "items/schemas.py"]:
+        texts = {(p / package / module).read_text() for p in projects.values()}
+        assert len(texts) == 1, f"{module} differs between strategies"
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
+def test_variant_specific_code_is_where_it_belongs(cookies: Cookies, variant: Variant) -> None:
+    project = bake(cookies, **variant.context)
+    src = project / "src/my_service"
+    session = (src / "db/session.py").read_text()
+    main = (src / "main.py").read_text()
+    routes = (src / "items/routes.py").read_text()
+    pyproject = (project / "pyproject.toml").read_text()
+
+    if variant.session_strategy == "middleware":
+        assert "class SessionMiddleware" in session
+        assert "app.add_middleware(SessionMiddleware)" in main
+    else:
+        assert 'Depends(get_session, scope="function")' in session
+        assert "Middleware" not in main
+    if variant.driver == "async":
+        assert "async def create_item" in routes
+        assert '"sqlalchemy[asyncio]' in pyproject
+    else:
+        assert "async def" not in routes
+        assert "await" not in routes
+        assert "sqlalchemy[asyncio]" not in pyproject
+    drivers = {"asyncpg", "psycopg", "aiosqlite"}
+    chosen = {
+        ("postgresql", "async"): {"asyncpg"},
+        ("postgresql", "sync"): {"psycopg"},
+        ("sqlite", "async"): {"aiosqlite"},
+        ("sqlite", "sync"): set(),
+    }[(variant.database, variant.driver)]
+    declared = {d for d in drivers if re.search(rf'^\s*"{d}[\[>=]', pyproject, re.M)}
+    assert declared == chosen
+
+
+def test_one_bake_takes_under_a_second(cookies: Cookies) -> None:
+    durations = []
+    for variant in VARIANTS:
+        started = time.perf_counter()
+        bake(cookies, **variant.context)
+        durations.append(time.perf_counter() - started)
+
+    assert statistics.median(durations) < 1.0, durations
+    assert max(durations) < 2.0, durations
+
+
+def test_names_are_derived_from_the_project_name(cookies: Cookies) -> None:
+    project = bake(cookies, project_name="Order Tracking API!")
+
+    assert project.name == "order_tracking_api"
+    assert (project / "src/order_tracking_api/main.py").is_file()
+    assert 'title="Order Tracking API!"' in (project / "src/order_tracking_api/main.py").read_text()
+
+
+def test_package_name_can_differ_from_the_slug(cookies: Cookies) -> None:
+    project = bake(cookies, project_slug="orders_service", package_name="orders")
+
+    assert project.name == "orders_service"
+    assert files_of(project) == expected_files(
+        {"project_slug": "orders_service", "package_name": "orders", **VARIANTS[0].context}
+    )
+    assert "orders.main:app" in (project / "README.md").read_text()
+
+
+@pytest.mark.parametrize("python_version", COOKIECUTTER["python_version"])
+def test_python_version_reaches_every_tool(cookies: Cookies, python_version: str) -> None:
+    project = bake(cookies, python_version=python_version)
+    pyproject = (project / "pyproject.toml").read_text()
+
+    assert f'requires-python = ">={python_version}"' in pyproject
+    assert f'target-version = "py{python_version.replace(".", "")}"' in pyproject
+    assert f'python_version = "{python_version}"' in pyproject
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    assert COOKIECUTTER["database"][0] == "sqlite"
+    assert COOKIECUTTER["driver"][0] == "async"
+    assert COOKIECUTTER["session_strategy"][0] == "dependency"
+    assert COOKIECUTTER["python_version"][0] == "3.11"
+
+
+def test_every_prompt_has_a_readable_question() -> None:
+    prompts = COOKIECUTTER["__prompts__"]
+    asked = [key for key in COOKIECUTTER if not key.startswith("_")]
+    assert sorted(prompts) == sorted(asked)
+    for key, value in COOKIECUTTER.items():
+        if isinstance(value, list):
+            labels = prompts[key]
+            assert labels["__prompt__"].strip()
+            assert sorted(k for k in labels if k != "__prompt__") == sorted(value)

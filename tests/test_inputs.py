@@ -1,0 +1,73 @@
+"""Bad answers are refused with one clear line, and leave nothing behind."""
+
+from pathlib import Path
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
+
+from .matrix import TEMPLATE_DIR
+
+BAD_NAMES = [
+    ("my-service", "is not a valid Python identifier"),
+    ("1service", "is not a valid Python identifier"),
+    ("my service", "is not a valid Python identifier"),
+    ("class", "is a Python keyword"),
+    ("match", "is a Python keyword"),
+    ("MyService", "has uppercase letters"),
+    ("fastapi", "would shadow 'fastapi', which the generated project imports or contains"),
+    ("sqlalchemy", "would shadow 'sqlalchemy', which the generated project imports or contains"),
+    ("alembic", "would shadow 'alembic', which the generated project imports or contains"),
+    ("pydantic", "would shadow 'pydantic', which the generated project imports or contains"),
+    ("tests", "would shadow 'tests', which the generated project imports or contains"),
+    ("test", "would shadow 'test', which the generated project imports or contains"),
+    ("json", "would shadow the standard library module 'json'"),
+    ("asyncio", "would shadow the standard library module 'asyncio'"),
+]
+
+
+def bake_into(output_dir: Path, **context: str) -> None:
+    cookiecutter(str(TEMPLATE_DIR), no_input=True, extra_context=context, output_dir=str(output_dir))
+
+
+@pytest.mark.parametrize("field", ["project_slug", "package_name"])
+@pytest.mark.parametrize(("name", "reason"), BAD_NAMES, ids=[n for n, _ in BAD_NAMES])
+def test_bad_name_is_refused(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], field: str, name: str, reason: str
+) -> None:
+    # A valid slug where only the package name is under test.
+    with pytest.raises(FailedHookException):
+        bake_into(tmp_path, **{"project_slug": "service_x", field: name})
+
+    error_lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR")]
+    assert len(error_lines) == 1
+    assert error_lines[0].startswith(f"ERROR: {field} {name!r} {reason}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("field", ["project_name", "description", "author_name", "author_email"])
+def test_text_that_would_break_string_literals_is_refused(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], field: str
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake_into(tmp_path, **{field: 'The "best" service'})
+
+    assert f"ERROR: {field} 'The \"best\" service' may not contain" in capfd.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_good_name_is_accepted(tmp_path: Path) -> None:
+    bake_into(tmp_path, project_slug="inventory", package_name="inventory_api")
+
+    assert [p.name for p in tmp_path.iterdir()] == ["inventory"]
+
+
+@pytest.mark.parametrize(
+    ("axis", "value"),
+    [("database", "mysql"), ("driver", "threads"), ("session_strategy", "global"), ("python_version", "3.9")],
+)
+def test_unknown_choice_is_refused(tmp_path: Path, axis: str, value: str) -> None:
+    with pytest.raises(ValueError, match=rf"{value} provided for choice variable {axis}, but the choices are"):
+        bake_into(tmp_path, **{axis: value})
+
+    assert list(tmp_path.iterdir()) == []

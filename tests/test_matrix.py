@@ -1,0 +1,196 @@
+"""Every variant, installed as a user would and checked as its CI would.
+
+Each variant gets its own virtual environment from its own pyproject.toml
+(``uv sync``), so a dependency it forgot to declare fails here. uv's shared
+cache makes the eight installs cheap without letting one variant see
+another's packages. All tests of one variant run on one xdist worker
+(``--dist loadgroup``), so it is baked and installed once.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pytest_cookies.plugin import Cookies
+from uv import find_uv_bin
+
+from .conftest import Postgres, bake
+from .matrix import VARIANTS, Variant
+
+pytestmark = pytest.mark.matrix
+
+UV = find_uv_bin()
+RecordProperty = Callable[[str, object], None]
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``command``; fail the test with its output if it fails."""
+    base = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "DATABASE_URL"}}
+    result = subprocess.run(
+        command, cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{output}"
+    return output
+
+
+class Project:
+    """A baked, installed variant and the database it runs against."""
+
+    def __init__(self, variant: Variant, path: Path, database_url: str) -> None:
+        self.variant = variant
+        self.path = path
+        self.database_url = database_url
+
+    def uv_run(self, *command: str, env: dict[str, str] | None = None) -> str:
+        return run([UV, "run", "--frozen", *command], self.path, env)
+
+    def measure(self, record: RecordProperty, step: str, started: float) -> None:
+        record(f"matrix:{self.variant.id}:{step}", round(time.perf_counter() - started, 2))
+
+
+@pytest.fixture(
+    scope="session",
+    params=[pytest.param(v, id=v.id, marks=pytest.mark.xdist_group(v.id)) for v in VARIANTS],
+)
+def variant(request: pytest.FixtureRequest) -> Variant:
+    param: Variant = request.param
+    return param
+
+
+@pytest.fixture(scope="session")
+def database_url(
+    variant: Variant, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A throwaway database for the variant: a SQLite file, or a PostgreSQL database dropped after."""
+    if variant.database == "sqlite":
+        driver = "aiosqlite" if variant.driver == "async" else "pysqlite"
+        yield f"sqlite+{driver}:///{tmp_path_factory.mktemp('sqlite') / 'matrix.db'}"
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    name = f"template_{variant.id.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+    postgres.create_database(name)
+    try:
+        yield postgres.sqlalchemy_url(name, "asyncpg" if variant.driver == "async" else "psycopg")
+    finally:
+        postgres.drop_database(name)
+    assert not postgres.database_exists(name)
+
+
+@pytest.fixture(scope="session")
+def project(variant: Variant, database_url: str, cookies_session: Cookies) -> Project:
+    """The variant, baked and installed into its own virtual environment."""
+    path = bake(cookies_session, **variant.context)
+    run([UV, "sync", "--python", sys.executable, "--quiet"], path)
+    return Project(variant, path, database_url)
+
+
+def test_installs_from_its_own_declaration(
+    variant: Variant, cookies_session: Cookies, record_property: RecordProperty
+) -> None:
+    """Bake and install time, measured apart from the fixture that shares the result."""
+    started = time.perf_counter()
+    path = bake(cookies_session, **variant.context)
+    record_property(f"matrix:{variant.id}:bake_s", round(time.perf_counter() - started, 2))
+    started = time.perf_counter()
+    run([UV, "sync", "--python", sys.executable, "--quiet"], path)
+    record_property(f"matrix:{variant.id}:install_s", round(time.perf_counter() - started, 2))
+    assert (path / "uv.lock").is_file()
+
+
+def test_lint_and_format(project: Project, record_property: RecordProperty) -> None:
+    started = time.perf_counter()
+    project.uv_run("ruff", "check", ".")
+    project.uv_run("ruff", "format", "--check", ".")
+    project.measure(record_property, "lint_s", started)
+
+
+def test_strict_types(project: Project, record_property: RecordProperty) -> None:
+    started = time.perf_counter()
+    output = project.uv_run("mypy")
+    project.measure(record_property, "mypy_s", started)
+    assert "Success: no issues found" in output
+
+
+def test_migrations_upgrade_check_downgrade(project: Project, record_property: RecordProperty) -> None:
+    env = {"DATABASE_URL": project.database_url}
+    started = time.perf_counter()
+    project.uv_run("alembic", "upgrade", "head", env=env)
+    assert "(head)" in project.uv_run("alembic", "current", env=env)
+    assert "No new upgrade operations detected" in project.uv_run("alembic", "check", env=env)
+    project.uv_run("alembic", "downgrade", "base", env=env)
+    assert "(head)" not in project.uv_run("alembic", "current", env=env)
+    project.measure(record_property, "migrate_s", started)
+
+
+def test_own_suite_passes_against_a_real_database(
+    project: Project, record_property: RecordProperty
+) -> None:
+    started = time.perf_counter()
+    output = project.uv_run(
+        "pytest", "-q", "-p", "no:cacheprovider", env={"TEST_DATABASE_URL": project.database_url}
+    )
+    project.measure(record_property, "suite_s", started)
+    summary = output.strip().splitlines()[-1]
+    match = re.fullmatch(r"(\d+) passed in [\d.]+s", summary)
+    assert match, f"expected only passes, got: {summary}"
+    record_property(f"matrix:{project.variant.id}:suite_passed", int(match.group(1)))
+    assert int(match.group(1)) >= 50
+
+
+# Run inside the variant's own environment: which distributions provide the
+# modules its code imports, against what its pyproject.toml declares.
+IMPORTS_VS_DECLARED = r"""
+import ast, json, re, sys, tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+def normalize(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+def declared(requirements):
+    return {normalize(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in requirements}
+
+def imported(*folders):
+    names = set()
+    for folder in folders:
+        for path in Path(folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+    return names
+
+pyproject = tomllib.loads(Path("pyproject.toml").read_text())
+own = {p.name for p in Path("src").iterdir()} | {"tests"}
+providers = packages_distributions()
+
+def undeclared(modules, allowed):
+    missing = {}
+    for module in sorted(modules - set(sys.stdlib_module_names) - own):
+        dists = {normalize(d) for d in providers.get(module, [module])}
+        if not dists & allowed:
+            missing[module] = sorted(dists)
+    return missing
+
+runtime = declared(pyproject["project"]["dependencies"])
+dev = runtime | declared(pyproject["dependency-groups"]["dev"])
+print(json.dumps({
+    "runtime": undeclared(imported("src", "migrations"), runtime),
+    "dev": undeclared(imported("tests"), dev),
+}))
+"""
+
+
+def test_declares_what_its_code_imports(project: Project) -> None:
+    report = json.loads(project.uv_run("python", "-c", IMPORTS_VS_DECLARED))
+
+    assert report == {"runtime": {}, "dev": {}}, "imported but not declared"
