@@ -14,7 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+CONTEXT = json.loads(
+    r"""{{ cookiecutter | tojson }}"""
+)
 
 
 def choose_alternative(target: str, axes: list[str]) -> None:

@@ -67,7 +67,10 @@ def main() -> int:
             return 1
     for field, value in TEXTS.items():
         if '"' in value or "\\" in value or "\n" in value:
-            print(f"ERROR: {field} {value!r} may not contain double quotes, backslashes or newlines.", file=sys.stderr)
+            print(
+                f"ERROR: {field} {value!r} may not contain double quotes, backslashes or newlines.",
+                file=sys.stderr,
+            )
             return 1
     return 0
 

@@ -42,7 +42,9 @@ class Postgres:
 
     def database_exists(self, name: str) -> bool:
         with psycopg.connect(self.url) as connection:
-            row = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            row = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+            ).fetchone()
             return row is not None
 
     def sqlalchemy_url(self, name: str, driver: str) -> str:

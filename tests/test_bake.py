@@ -43,7 +43,9 @@ def test_no_template_syntax_survives(cookies: Cookies, variant: Variant) -> None
     for path in project.rglob("*"):
         if path.is_file():
             text = path.read_text()
-            assert not LEFTOVER.search(text), f"{path.relative_to(project)}: {LEFTOVER.search(text)}"
+            assert not LEFTOVER.search(text), (
+                f"{path.relative_to(project)}: {LEFTOVER.search(text)}"
+            )
             assert "\n\n\n\n" not in text, f"{path.relative_to(project)} has a blank-line scar"
             assert "BaseHTTPMiddleware(" not in text
             assert not re.search(r"^from starlette.middleware.base", text, re.M)

@@ -27,7 +27,9 @@ BAD_NAMES = [
 
 
 def bake_into(output_dir: Path, **context: str) -> None:
-    cookiecutter(str(TEMPLATE_DIR), no_input=True, extra_context=context, output_dir=str(output_dir))
+    cookiecutter(
+        str(TEMPLATE_DIR), no_input=True, extra_context=context, output_dir=str(output_dir)
+    )
 
 
 @pytest.mark.parametrize("field", ["project_slug", "package_name"])
@@ -64,10 +66,17 @@ def test_a_good_name_is_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("axis", "value"),
-    [("database", "mysql"), ("driver", "threads"), ("session_strategy", "global"), ("python_version", "3.9")],
+    [
+        ("database", "mysql"),
+        ("driver", "threads"),
+        ("session_strategy", "global"),
+        ("python_version", "3.9"),
+    ],
 )
 def test_unknown_choice_is_refused(tmp_path: Path, axis: str, value: str) -> None:
-    with pytest.raises(ValueError, match=rf"{value} provided for choice variable {axis}, but the choices are"):
+    with pytest.raises(
+        ValueError, match=rf"{value} provided for choice variable {axis}, but the choices are"
+    ):
         bake_into(tmp_path, **{axis: value})
 
     assert list(tmp_path.iterdir()) == []

@@ -119,7 +119,9 @@ def test_strict_types(project: Project, record_property: RecordProperty) -> None
     assert "Success: no issues found" in output
 
 
-def test_migrations_upgrade_check_downgrade(project: Project, record_property: RecordProperty) -> None:
+def test_migrations_upgrade_check_downgrade(
+    project: Project, record_property: RecordProperty
+) -> None:
     env = {"DATABASE_URL": project.database_url}
     started = time.perf_counter()
     project.uv_run("alembic", "upgrade", "head", env=env)

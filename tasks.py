@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""The template's one entry point. Needs only Python 3.11+; everything else it installs.
+
+    python3 tasks.py test [PYTEST_ARGS...]  lint the template's code, bake every variant,
+                                            install, check and test each one (the CI command)
+    python3 tasks.py demo [OUTPUT_DIR]      bake the default project (SQLite, no questions),
+                                            install and migrate it, and serve it on :8000
+
+uv comes from PATH, or is installed once into .bootstrap/ with pip. The
+template's own tools are pinned in uv.lock and installed into .venv.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+BOOTSTRAP = ROOT / ".bootstrap"
+
+
+def find_uv() -> str:
+    on_path = shutil.which("uv")
+    if on_path:
+        return on_path
+    bin_dir = BOOTSTRAP / ("Scripts" if os.name == "nt" else "bin")
+    uv = bin_dir / "uv"
+    if not uv.exists():
+        print("tasks.py: installing uv into .bootstrap/", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(BOOTSTRAP)], check=True)
+        pip = [
+            str(bin_dir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ]
+        subprocess.run([*pip, "uv"], check=True)
+    return str(uv)
+
+
+def run(*command: str, cwd: Path = ROOT) -> None:
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, cwd=cwd, check=True)
+
+
+def test(pytest_args: list[str]) -> None:
+    uv = find_uv()
+    run(uv, "sync", "--frozen", "--python", sys.executable)
+    jobs = os.environ.get("TEMPLATE_TEST_JOBS", str(min(os.cpu_count() or 1, 4)))
+    run(uv, "run", "--frozen", "pytest", "-n", jobs, "--dist", "loadgroup", *pytest_args)
+
+
+def demo(output_dir: Path) -> None:
+    uv = find_uv()
+    run(uv, "sync", "--frozen", "--python", sys.executable)
+    project = output_dir / "my_service"
+    if project.exists():
+        print(f"tasks.py: {project} exists; serving it as it is", flush=True)
+    else:
+        run(
+            uv,
+            "run",
+            "--frozen",
+            "cookiecutter",
+            "--no-input",
+            "--output-dir",
+            str(output_dir),
+            str(ROOT),
+        )
+    run(uv, "sync", "--python", sys.executable, cwd=project)
+    run(uv, "run", "alembic", "upgrade", "head", cwd=project)
+    print(
+        "tasks.py: serving on http://127.0.0.1:8000 (API docs at /docs); Ctrl-C stops", flush=True
+    )
+    os.chdir(project)
+    os.execv(uv, [uv, "run", "uvicorn", "my_service.main:app", "--port", "8000"])
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"test", "demo"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "test":
+            test(argv[1:])
+        else:
+            demo(Path(argv[1]).resolve() if len(argv) > 1 else ROOT / "build" / "demo")
+    except subprocess.CalledProcessError as error:
+        return error.returncode or 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

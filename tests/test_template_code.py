@@ -1,0 +1,54 @@
+"""The template's own code meets the bar it sets for generated code."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cookiecutter.generate import generate_context
+from cookiecutter.prompt import prompt_for_config
+from cookiecutter.utils import create_env_with_context
+
+from .matrix import TEMPLATE_DIR
+
+HOOKS = sorted((TEMPLATE_DIR / "hooks").glob("*.py"))
+
+
+def tool(*command: str, cwd: Path = TEMPLATE_DIR) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", *command], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_tests_and_tasks_are_lint_clean() -> None:
+    tool("ruff", "check", "tests", "tasks.py")
+    tool("ruff", "format", "--check", "tests", "tasks.py")
+
+
+def test_tests_and_tasks_type_check_strictly() -> None:
+    assert "Success" in tool("mypy")
+
+
+@pytest.fixture(scope="module")
+def rendered_hooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hooks as cookiecutter runs them: rendered with the default answers."""
+    context = generate_context(context_file=str(TEMPLATE_DIR / "cookiecutter.json"))
+    answers = prompt_for_config(context, no_input=True)
+    env = create_env_with_context({"cookiecutter": answers})
+    out = tmp_path_factory.mktemp("hooks")
+    for hook in HOOKS:
+        (out / hook.name).write_text(env.from_string(hook.read_text()).render(cookiecutter=answers))
+    return out
+
+
+def test_rendered_hooks_are_lint_clean(rendered_hooks: Path) -> None:
+    config = str(TEMPLATE_DIR / "pyproject.toml")
+    tool("ruff", "check", "--config", config, ".", cwd=rendered_hooks)
+    tool("ruff", "format", "--check", "--config", config, ".", cwd=rendered_hooks)
+
+
+def test_rendered_hooks_type_check_strictly(rendered_hooks: Path) -> None:
+    out = tool("mypy", "--strict", "--python-version", "3.11", ".", cwd=rendered_hooks)
+    assert "Success" in out
