@@ -48,7 +48,7 @@ def run(*command: str, cwd: Path = ROOT) -> None:
 
 def test(pytest_args: list[str]) -> None:
     uv = find_uv()
-    run(uv, "sync", "--frozen", "--python", sys.executable)
+    run(uv, "sync", "--frozen", "--compile-bytecode", "--python", sys.executable)
     jobs = os.environ.get("TEMPLATE_TEST_JOBS", str(min(os.cpu_count() or 1, 4)))
     run(uv, "run", "--frozen", "pytest", "-n", jobs, "--dist", "loadgroup", *pytest_args)
 
