@@ -3,6 +3,10 @@
 {% set Client = "AsyncClient" if is_async else "TestClient" %}
 """With the database unreachable: quick 503s with a JSON detail, never a hang or a traceback."""
 
+{% if cookiecutter.database == "sqlite" and is_async %}
+import asyncio
+import threading
+{% endif %}
 import time
 {% if is_async %}
 from collections.abc import AsyncIterator
@@ -18,15 +22,6 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
-{% if cookiecutter.database == "sqlite" and is_async %}
-# After a failed connect, aiosqlite's worker thread may hand its last result to
-# the test's event loop after that loop has closed (aiosqlite issue #241).
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception in thread .*\(_connection_worker_thread\)"
-    ":pytest.PytestUnhandledThreadExceptionWarning"
-)
-
-{% endif %}
 POOL_TIMEOUT = 2.0
 {% if cookiecutter.database == "postgresql" %}
 # Nothing listens on port 1.
@@ -47,6 +42,14 @@ def settings() -> Settings:
 async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(transport=ASGITransport(app), base_url="http://test") as client:
         yield client
+{% if cookiecutter.database == "sqlite" %}
+    # After a failed connect aiosqlite stops its worker thread without waiting
+    # for it; let it finish while this test's event loop still runs, or it
+    # reports to a closed loop (aiosqlite issue #241).
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)"):
+            await asyncio.to_thread(thread.join, 5)
+{% endif %}
 {% else %}
 def client(app: FastAPI) -> TestClient:
     return TestClient(app)
