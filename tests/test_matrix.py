@@ -213,3 +213,18 @@ def test_declares_what_its_code_imports(project: Project) -> None:
     report = json.loads(project.uv_run("python", "-c", IMPORTS_VS_DECLARED))
 
     assert report == {"runtime": {}, "dev": {}}, "imported but not declared"
+
+
+def test_pre_commit_passes_on_a_fresh_bake(
+    project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    run(["git", "init", "--quiet"], project.path)
+    run(["git", "add", "--all"], project.path)
+    home = {"PRE_COMMIT_HOME": str(tmp_path_factory.mktemp("pre-commit"))}
+
+    output = project.uv_run("pre-commit", "run", "--all-files", env=home)
+
+    assert "Failed" not in output
+    assert re.search(r"^mypy \(strict, whole project\)\.+Passed$", output, re.M), output
+    changed = run(["git", "diff", "--name-only"], project.path)
+    assert changed == "", f"pre-commit changed files:\n{changed}"

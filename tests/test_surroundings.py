@@ -1,0 +1,214 @@
+"""What surrounds the code in each variant: Docker, compose, CI workflow, task runner, license.
+
+No Docker engine runs here, so images and compose files are validated by
+parsing them and asserting what they must say.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pytest_cookies.plugin import Cookies
+
+from .conftest import bake
+from .matrix import COOKIECUTTER, VARIANTS, Variant
+
+PACKAGE = "my_service"
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=lambda v: v.id)
+def baked(request: pytest.FixtureRequest, cookies_session: Cookies) -> tuple[Variant, Path]:
+    variant: Variant = request.param
+    return variant, bake(cookies_session, **variant.context)
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    pairs = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            instruction, _, arguments = line.partition(" ")
+            pairs.append((instruction.upper(), arguments.strip()))
+    return pairs
+
+
+def test_dockerfile(baked: tuple[Variant, Path]) -> None:
+    variant, project = baked
+    steps = dockerfile_instructions((project / "Dockerfile").read_text())
+    instructions = [instruction for instruction, _ in steps]
+    arguments = dict(reversed(steps))  # the first occurrence of each instruction
+
+    assert ("ARG", "PYTHON_VERSION=3.11") in steps
+    stages = [args for instruction, args in steps if instruction == "FROM"]
+    assert stages == [
+        "python:${PYTHON_VERSION}-slim AS build",
+        "python:${PYTHON_VERSION}-slim AS runtime",
+    ]
+    runs = [args for instruction, args in steps if instruction == "RUN"]
+    copies = [args for instruction, args in steps if instruction == "COPY"]
+    # Dependencies install in their own layer, before the source is copied in.
+    deps = next(
+        i for i, (ins, a) in enumerate(steps) if ins == "RUN" and "--no-install-project" in a
+    )
+    src = next(i for i, (ins, a) in enumerate(steps) if ins == "COPY" and a.startswith("src "))
+    assert deps < src
+    assert "pyproject.toml uv.lock ./" in copies
+    assert any("--mount=type=cache" in run and "uv sync --locked --no-dev" in run for run in runs)
+    # Runs as a non-root user, with a health check on /health, served by uvicorn.
+    runtime = steps[instructions.index("FROM", 1) :]
+    users = [args for instruction, args in runtime if instruction == "USER"]
+    assert users == ["app"]
+    assert "useradd --system" in " ".join(a for i, a in runtime if i == "RUN")
+    assert "http://127.0.0.1:8000/health" in arguments["HEALTHCHECK"]
+    assert arguments["CMD"] == (
+        f'["uvicorn", "{PACKAGE}.main:app", "--host", "0.0.0.0", "--port", "8000"]'
+    )
+    assert (
+        ("VOLUME", "/data") in steps if variant.database == "sqlite" else "/data" not in str(steps)
+    )
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out(baked: tuple[Variant, Path]) -> None:
+    _, project = baked
+    ignored = set((project / ".dockerignore").read_text().split())
+
+    assert {".env", ".venv", ".git", "*.db"} <= ignored
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def test_compose(baked: tuple[Variant, Path]) -> None:
+    variant, project = baked
+    compose = load_yaml(project / "compose.yaml")
+    services = compose["services"]
+    app, migrate = services["app"], services["migrate"]
+
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert migrate["restart"] == "no"
+    assert app["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert app["ports"] == ["8000:8000"]
+    for service in (app, migrate):
+        assert service["build"] == "."
+        assert service["env_file"] == [{"path": ".env", "required": False}]
+    url = app["environment"]["DATABASE_URL"]
+    if variant.database == "postgresql":
+        db = services["db"]
+        assert set(services) == {"db", "migrate", "app"}
+        assert re.fullmatch(r"postgres:\d+\.\d+-\w+", db["image"]), "pin the postgres image"
+        assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+        assert db["volumes"] == ["db-data:/var/lib/postgresql/data"]
+        assert "db-data" in compose["volumes"]
+        assert migrate["depends_on"]["db"] == {"condition": "service_healthy"}
+        driver = "asyncpg" if variant.driver == "async" else "psycopg"
+        assert url == f"postgresql+{driver}://postgres:postgres@db:5432/{PACKAGE}"
+    else:
+        assert set(services) == {"migrate", "app"}
+        assert app["volumes"] == migrate["volumes"] == ["app-data:/data"]
+        assert "app-data" in compose["volumes"]
+        assert url.endswith(f":////data/{PACKAGE}.db")
+
+
+def workflow_runs(workflow: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in workflow["jobs"]["check"]["steps"])
+
+
+def test_ci_workflow(baked: tuple[Variant, Path]) -> None:
+    variant, project = baked
+    path = project / ".github/workflows/ci.yml"
+    workflow = load_yaml(path)
+    job = workflow["jobs"]["check"]
+    runs = workflow_runs(workflow)
+
+    # PyYAML reads the bare key `on` as True.
+    assert set(workflow[True]) == {"push", "pull_request"}
+    for command in [
+        "uv sync --locked",
+        "uv run ruff check .",
+        "uv run ruff format --check .",
+        "uv run mypy",
+        "uv run alembic upgrade head",
+        "uv run alembic check",
+        "uv run pytest",
+    ]:
+        assert command in runs
+    uses = [step["uses"] for step in job["steps"] if "uses" in step]
+    assert uses[0].startswith("actions/checkout@")
+    assert any(u.startswith("astral-sh/setup-uv@") for u in uses)
+    if variant.database == "postgresql":
+        service = job["services"]["postgres"]
+        assert service["image"].startswith("postgres:")
+        assert "pg_isready" in service["options"]
+        assert job["env"]["TEST_DATABASE_URL"].endswith(f"/{PACKAGE}_test")
+    else:
+        assert "services" not in job
+    actionlint = shutil.which("actionlint")
+    if actionlint is None:
+        pytest.skip("actionlint is not installed (its PyPI wrapper downloads from GitHub)")
+    result = subprocess.run([actionlint, str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_task_runner_has_the_everyday_verbs(baked: tuple[Variant, Path]) -> None:
+    _, project = baked
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+
+    def dry_run(target: str, *args: str) -> list[str]:
+        result = subprocess.run(
+            [make, "-n", target, *args], cwd=project, capture_output=True, text=True, check=True
+        )
+        return result.stdout.splitlines()
+
+    assert dry_run("install") == ["uv sync", "uv run pre-commit install"]
+    assert dry_run("run") == [
+        "uv run alembic upgrade head",
+        f"uv run uvicorn {PACKAGE}.main:app --reload",
+    ]
+    assert dry_run("migrate") == ["uv run alembic upgrade head"]
+    assert dry_run("revision", "m=add a column") == [
+        'uv run alembic revision --autogenerate -m "add a column"'
+    ]
+    assert dry_run("test") == ["uv run pytest"]
+    assert dry_run("lint") == ["uv run ruff check .", "uv run ruff format --check .", "uv run mypy"]
+    assert dry_run("format") == ["uv run ruff format .", "uv run ruff check --fix ."]
+
+
+def test_pre_commit_runs_offline_from_the_project_environment(baked: tuple[Variant, Path]) -> None:
+    _, project = baked
+    config = load_yaml(project / ".pre-commit-config.yaml")
+
+    assert [repo["repo"] for repo in config["repos"]] == ["local"]
+    hooks = {hook["id"]: hook for hook in config["repos"][0]["hooks"]}
+    assert {"ruff-check", "ruff-format", "mypy", "trailing-whitespace", "end-of-file-fixer"} <= set(
+        hooks
+    )
+    for hook in hooks.values():
+        assert hook["language"] == "system"
+        assert hook["entry"].startswith("uv run --no-sync ")
+
+
+@pytest.mark.parametrize("license", COOKIECUTTER["license"])
+def test_license(cookies: Cookies, license: str) -> None:
+    project = bake(cookies, license=license, author_name="Ada Lovelace")
+    text = (project / "LICENSE").read_text()
+    pyproject = (project / "pyproject.toml").read_text()
+
+    first_line = {
+        "MIT": "MIT License",
+        "Apache-2.0": "Apache License",
+        "Proprietary": "Copyright (c) ",
+    }[license]
+    assert text.lstrip().startswith(first_line)
+    spdx = "LicenseRef-Proprietary" if license == "Proprietary" else license
+    assert f'license = "{spdx}"' in pyproject
+    if license != "Apache-2.0":
+        assert "Ada Lovelace" in text
