@@ -1,6 +1,8 @@
 """Shared fixtures: baking, the PostgreSQL server, and a report of what the matrix measured."""
 
 import os
+import shutil
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,34 @@ import pytest
 from psycopg import sql
 from pytest_cookies.plugin import Cookies
 
+from .matrix import TEMPLATE_DIR
+
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+GIT_USER = ["-c", "user.name=Template Tests", "-c", "user.email=tests@example.com"]
+
+
+def git(*args: str, cwd: Path) -> str:
+    result = subprocess.run(
+        ["git", *GIT_USER, *args], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+@pytest.fixture
+def template_repo(tmp_path: Path) -> Path:
+    """A git repository holding the template as it is on disk now (committed or not)."""
+    files = git("ls-files", "--cached", "--others", "--exclude-standard", cwd=TEMPLATE_DIR)
+    repo = tmp_path / "template"
+    for name in files.splitlines():
+        if (TEMPLATE_DIR / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(TEMPLATE_DIR / name, repo / name)
+    git("init", "--quiet", cwd=repo)
+    git("add", "--all", cwd=repo)
+    git("commit", "--quiet", "-m", "template", cwd=repo)
+    return repo
 
 
 def bake(cookies: Cookies, **context: str) -> Path:

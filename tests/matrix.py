@@ -5,6 +5,7 @@ The post-generation hook reads the same ``_manifest``; nothing here restates it.
 
 import itertools
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,3 +70,19 @@ def alternative_sources() -> set[str]:
         for combo in itertools.product(*(choices(axis) for axis in axes)):
             sources.add((dest.parent / f"{dest.stem}.{'-'.join(combo)}{dest.suffix}").as_posix())
     return sources
+
+
+def selected_variants() -> list[Variant]:
+    """The variants to install and check: all, or those named in TEMPLATE_VARIANTS (comma-separated)."""
+    wanted = [
+        name.strip() for name in os.environ.get("TEMPLATE_VARIANTS", "").split(",") if name.strip()
+    ]
+    unknown = set(wanted) - {v.id for v in VARIANTS}
+    if unknown:
+        raise ValueError(f"TEMPLATE_VARIANTS names unknown variants: {sorted(unknown)}")
+    return [v for v in VARIANTS if not wanted or v.id in wanted]
+
+
+if __name__ == "__main__":
+    # The CI workflow's job matrix: python3 -m tests.matrix
+    print(json.dumps([variant.id for variant in VARIANTS]))

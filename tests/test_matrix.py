@@ -22,7 +22,7 @@ from pytest_cookies.plugin import Cookies
 from uv import find_uv_bin
 
 from .conftest import Postgres, bake
-from .matrix import VARIANTS, Variant
+from .matrix import Variant, selected_variants
 
 pytestmark = pytest.mark.matrix
 
@@ -59,7 +59,9 @@ class Project:
 
 @pytest.fixture(
     scope="session",
-    params=[pytest.param(v, id=v.id, marks=pytest.mark.xdist_group(v.id)) for v in VARIANTS],
+    params=[
+        pytest.param(v, id=v.id, marks=pytest.mark.xdist_group(v.id)) for v in selected_variants()
+    ],
 )
 def variant(request: pytest.FixtureRequest) -> Variant:
     param: Variant = request.param

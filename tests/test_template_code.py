@@ -1,15 +1,18 @@
 """The template's own code meets the bar it sets for generated code."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
 from cookiecutter.utils import create_env_with_context
 
-from .matrix import TEMPLATE_DIR
+from .matrix import TEMPLATE_DIR, VARIANTS, selected_variants
 
 HOOKS = sorted((TEMPLATE_DIR / "hooks").glob("*.py"))
 
@@ -52,3 +55,43 @@ def test_rendered_hooks_are_lint_clean(rendered_hooks: Path) -> None:
 def test_rendered_hooks_type_check_strictly(rendered_hooks: Path) -> None:
     out = tool("mypy", "--strict", "--python-version", "3.11", ".", cwd=rendered_hooks)
     assert "Success" in out
+
+
+def test_ci_workflow_checks_every_variant_from_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    workflow = yaml.safe_load((TEMPLATE_DIR / ".github/workflows/ci.yml").read_text())
+    jobs = workflow["jobs"]
+    variant_job = jobs["variant"]
+
+    assert jobs["variants"]["steps"][-1]["run"].startswith(
+        'echo "matrix=$(python3 -m tests.matrix)"'
+    )
+    matrix = variant_job["strategy"]["matrix"]["variant"]
+    assert matrix == "${{ fromJSON(needs.variants.outputs.matrix) }}"
+    assert variant_job["env"]["TEMPLATE_VARIANTS"] == "${{ matrix.variant }}"
+    assert variant_job["steps"][-1]["run"] == "python3 tasks.py test -m matrix"
+    assert jobs["template"]["steps"][-1]["run"] == 'python3 tasks.py test -m "not matrix"'
+    assert "pg_isready" in variant_job["services"]["postgres"]["options"]
+
+    table = json.loads(tool("tests.matrix"))
+    assert table == [variant.id for variant in VARIANTS]
+    for variant in VARIANTS:
+        monkeypatch.setenv("TEMPLATE_VARIANTS", variant.id)
+        assert selected_variants() == [variant]
+
+
+def test_pre_commit_passes_on_the_template(template_repo: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "UV_PROJECT_ENVIRONMENT": str(TEMPLATE_DIR / ".venv"),
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit"),
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("pre-commit")), "run", "--all-files"],
+        cwd=template_repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mypy (strict)" in result.stdout

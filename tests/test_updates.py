@@ -1,45 +1,21 @@
 """Keeping a generated project current: cruft, and hooks that are safe to re-run."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
 from cookiecutter.utils import create_env_with_context
 
+from .conftest import git
 from .matrix import TEMPLATE_DIR
 
 CRUFT = str(Path(sys.executable).with_name("cruft"))
-GIT_USER = ["-c", "user.name=Template Tests", "-c", "user.email=tests@example.com"]
-
-
-def git(*args: str, cwd: Path) -> str:
-    result = subprocess.run(
-        ["git", *GIT_USER, *args], cwd=cwd, capture_output=True, text=True, check=True
-    )
-    return result.stdout
 
 
 def cruft(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CRUFT, *args], cwd=cwd, capture_output=True, text=True, check=False)
-
-
-@pytest.fixture
-def template_repo(tmp_path: Path) -> Path:
-    """A git repository holding the template as it is on disk now (committed or not)."""
-    files = git("ls-files", "--cached", "--others", "--exclude-standard", cwd=TEMPLATE_DIR)
-    repo = tmp_path / "template"
-    for name in files.splitlines():
-        if (TEMPLATE_DIR / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(TEMPLATE_DIR / name, repo / name)
-    git("init", "--quiet", cwd=repo)
-    git("add", "--all", cwd=repo)
-    git("commit", "--quiet", "-m", "template", cwd=repo)
-    return repo
 
 
 def test_cruft_create_check_and_update(template_repo: Path, tmp_path: Path) -> None:
