@@ -32,6 +32,20 @@ class Variant:
     def context(self) -> dict[str, str]:
         return {axis: getattr(self, axis) for axis in AXES}
 
+    @property
+    def driver_packages(self) -> set[str]:
+        """The database driver distributions this variant must depend on (none: stdlib sqlite3)."""
+        return {
+            ("postgresql", "async"): {"asyncpg"},
+            ("postgresql", "sync"): {"psycopg"},
+            ("sqlite", "async"): {"aiosqlite"},
+            ("sqlite", "sync"): set(),
+        }[(self.database, self.driver)]
+
+
+# Every driver distribution any variant may depend on.
+DRIVER_PACKAGES = {"asyncpg", "psycopg", "aiosqlite"}
+
 
 VARIANTS = [Variant(*combo) for combo in itertools.product(*(COOKIECUTTER[axis] for axis in AXES))]
 

@@ -11,6 +11,7 @@ from pytest_cookies.plugin import Cookies
 from .conftest import bake
 from .matrix import (
     COOKIECUTTER,
+    DRIVER_PACKAGES,
     MANIFEST,
     PROJECT_TEMPLATE,
     VARIANTS,
@@ -104,15 +105,8 @@ def test_variant_specific_code_is_where_it_belongs(cookies: Cookies, variant: Va
         assert "async def" not in routes
         assert "await" not in routes
         assert "sqlalchemy[asyncio]" not in pyproject
-    drivers = {"asyncpg", "psycopg", "aiosqlite"}
-    chosen = {
-        ("postgresql", "async"): {"asyncpg"},
-        ("postgresql", "sync"): {"psycopg"},
-        ("sqlite", "async"): {"aiosqlite"},
-        ("sqlite", "sync"): set(),
-    }[(variant.database, variant.driver)]
-    declared = {d for d in drivers if re.search(rf'^\s*"{d}[\[>=]', pyproject, re.M)}
-    assert declared == chosen
+    declared = {d for d in DRIVER_PACKAGES if re.search(rf'^\s*"{d}[\[>=]', pyproject, re.M)}
+    assert declared == variant.driver_packages
 
 
 def test_one_bake_takes_under_a_second(cookies: Cookies) -> None:

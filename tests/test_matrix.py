@@ -22,7 +22,7 @@ from pytest_cookies.plugin import Cookies
 from uv import find_uv_bin
 
 from .conftest import Postgres, bake
-from .matrix import Variant, selected_variants
+from .matrix import DRIVER_PACKAGES, Variant, selected_variants
 
 pytestmark = pytest.mark.matrix
 
@@ -113,14 +113,7 @@ def test_installs_from_its_own_declaration(
     assert (project.path / ".venv").is_dir()
     freeze = run([UV, "pip", "freeze", "--python", str(project.path / ".venv")], project.path)
     installed = {line.split("==")[0].lower() for line in freeze.splitlines()}
-    drivers = {"asyncpg", "psycopg", "aiosqlite"}
-    expected = {
-        ("postgresql", "async"): {"asyncpg"},
-        ("postgresql", "sync"): {"psycopg"},
-        ("sqlite", "async"): {"aiosqlite"},
-        ("sqlite", "sync"): set(),
-    }[(project.variant.database, project.variant.driver)]
-    assert installed & drivers == expected
+    assert installed & DRIVER_PACKAGES == project.variant.driver_packages
     assert ("greenlet" in installed) == (project.variant.driver == "async")
 
 

@@ -1,8 +1,13 @@
-"""Alembic's entry point: runs migrations over the service's own engine."""
+{% set is_async = cookiecutter.driver == "async" %}
+"""Alembic's entry point: runs the migrations over the service's own engine."""
 
+{% if is_async %}
+import asyncio
+{% endif %}
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import Connection
 
 from {{ cookiecutter.package_name }}.db.base import Base
 from {{ cookiecutter.package_name }}.db.engine import build_engine
@@ -37,19 +42,38 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def do_run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+{% if cookiecutter.database == "sqlite" %}
+        render_as_batch=True,
+{% endif %}
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+{% if is_async %}
+async def run_migrations_online() -> None:
+    engine = build_engine(settings())
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run_migrations)
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    asyncio.run(run_migrations_online())
+{% else %}
 def run_migrations_online() -> None:
     engine = build_engine(settings())
     try:
         with engine.connect() as connection:
-            context.configure(
-                connection=connection,
-                target_metadata=target_metadata,
-{% if cookiecutter.database == "sqlite" %}
-                render_as_batch=True,
-{% endif %}
-            )
-            with context.begin_transaction():
-                context.run_migrations()
+            do_run_migrations(connection)
     finally:
         engine.dispose()
 
@@ -58,3 +82,4 @@ if context.is_offline_mode():
     run_migrations_offline()
 else:
     run_migrations_online()
+{% endif %}
