@@ -5,6 +5,8 @@
                                             install, check and test each one (the CI command)
     python3 tasks.py demo [OUTPUT_DIR]      bake the default project (SQLite, no questions),
                                             install and migrate it, and serve it on :8000
+    python3 tasks.py bench [ARGS...]        load every variant and the reference apps with wrk;
+                                            write benchmarks/results.{md,json,png} (needs wrk)
 
 uv comes from PATH, or is installed once into .bootstrap/ with pip. The
 template's own tools are pinned in uv.lock and installed into .venv.
@@ -53,6 +55,14 @@ def test(pytest_args: list[str]) -> None:
     run(uv, "run", "--frozen", "pytest", "-n", jobs, "--dist", "loadgroup", *pytest_args)
 
 
+def bench(args: list[str]) -> None:
+    uv = find_uv()
+    run(
+        uv, "sync", "--frozen", "--group", "bench", "--compile-bytecode", "--python", sys.executable
+    )
+    run(uv, "run", "--frozen", "python", "benchmarks/run.py", *args)
+
+
 def demo(output_dir: Path) -> None:
     uv = find_uv()
     run(uv, "sync", "--frozen", "--python", sys.executable)
@@ -80,12 +90,14 @@ def demo(output_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"test", "demo"}:
+    if not argv or argv[0] not in {"test", "demo", "bench"}:
         print(__doc__, file=sys.stderr)
         return 2
     try:
         if argv[0] == "test":
             test(argv[1:])
+        elif argv[0] == "bench":
+            bench(argv[1:])
         else:
             demo(Path(argv[1]).resolve() if len(argv) > 1 else ROOT / "build" / "demo")
     except subprocess.CalledProcessError as error:

@@ -1,0 +1,453 @@
+"""Every variant of the template, loaded side by side with a raw-asyncpg floor.
+
+    python3 tasks.py bench [--rounds N] [--duration SECONDS] [--variants ID,...]
+
+For each target: a fresh database, migrated and seeded with 1,000 items; one
+uvicorn worker (uvloop + httptools, no access log) with DB_POOL_SIZE=10 and no
+overflow; wrk with 32 connections on GET /items/{id}, POST /items (unique
+names) and GET /items?limit=50. Targets take turns, the order rotating each
+round, so drift on the machine hits all alike; one server runs at a time.
+Reported: the median requests/s over the rounds, as a ratio to the floor (a
+minimal Starlette app over a raw asyncpg pool doing the same SQL), the median
+p99 latency, and every non-2xx response and socket error.
+
+Writes benchmarks/results.json, results.md and results.png, and the table into
+the README between its benchmark markers.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from cookiecutter.main import cookiecutter
+from psycopg import sql
+from uv import find_uv_bin
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.matrix import VARIANTS, Variant  # noqa: E402  (the template's variant table)
+
+HERE = ROOT / "benchmarks"
+UV = find_uv_bin()
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SEED = 1000
+CONNECTIONS = 32
+POOL_SIZE = 10
+ENDPOINTS = {
+    "get": "GET /items/{id}",
+    "post": "POST /items",
+    "list": "GET /items?limit=50",
+}
+FLOOR = "floor"
+
+WRK_REPORT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\n{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(99)))
+end
+"""
+WRK_SCRIPTS = {
+    "get": f'request = function() return wrk.format("GET", "/items/" .. math.random(1, {SEED})) end',
+    "list": 'request = function() return wrk.format("GET", "/items?limit=50") end',
+    "post": """
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"name": "PREFIX-' .. n .. '", "description": "bench"}'
+  return wrk.format("POST", "/items", {["Content-Type"] = "application/json"}, body)
+end
+""",
+}
+
+
+@dataclass
+class Target:
+    name: str
+    label: str
+    command: list[str]
+    cwd: Path
+    env: dict[str, str]
+    database: str  # a PostgreSQL database name, or a SQLite file path
+    sqlite: bool = False
+    runs: dict[str, list[dict[str, int]]] = field(default_factory=dict)
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    base = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "DATABASE_URL"}}
+    result = subprocess.run(
+        command, cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def postgres_url(database: str, scheme: str = "postgresql") -> str:
+    return urlsplit(POSTGRES_URL)._replace(scheme=scheme, path=f"/{database}").geturl()
+
+
+def recreate_database(name: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def execute(target: Target, statement: str, rows: list[tuple[str, str]] | None = None) -> None:
+    if target.sqlite:
+        with sqlite3.connect(target.database) as connection:
+            connection.executemany(statement.replace("%s", "?"), rows or [()])
+    else:
+        with (
+            psycopg.connect(postgres_url(target.database)) as connection,
+            connection.cursor() as cursor,
+        ):
+            if rows:
+                cursor.executemany(statement, rows)
+            else:
+                cursor.execute(statement)
+
+
+def seed(target: Target) -> None:
+    execute(target, "DELETE FROM items")
+    rows = [(f"seed-{n}", "seeded") for n in range(1, SEED + 1)]
+    execute(target, "INSERT INTO items (name, description) VALUES (%s, %s)", rows)
+
+
+def reset(target: Target) -> None:
+    """Back to the seeded rows, so every target loads the same table."""
+    execute(target, f"DELETE FROM items WHERE id > {SEED}")
+
+
+def bake_and_install(variant: Variant, work: Path) -> Path:
+    project = Path(
+        cookiecutter(
+            str(ROOT),
+            no_input=True,
+            extra_context=variant.context,
+            output_dir=str(work / variant.id),
+        )
+    )
+    run(
+        [UV, "sync", "--no-dev", "--compile-bytecode", "--quiet", "--python", sys.executable],
+        project,
+    )
+    return project
+
+
+def migrate(project: Path, database_url: str) -> None:
+    run(
+        [str(project / ".venv/bin/alembic"), "upgrade", "head"],
+        project,
+        {"DATABASE_URL": database_url},
+    )
+
+
+def uvicorn(python: Path, app: str, *extra: str) -> list[str]:
+    return [
+        str(python), "-m", "uvicorn", app, *extra, "--workers", "1", "--loop", "uvloop",
+        "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def build_targets(variants: list[Variant], work: Path) -> list[Target]:
+    targets: list[Target] = []
+    reference_project: Path | None = None
+    pool = {"DB_POOL_SIZE": str(POOL_SIZE), "DB_MAX_OVERFLOW": "0"}
+    for variant in variants:
+        log(f"baking and installing {variant.id}")
+        project = bake_and_install(variant, work)
+        if variant.database == "sqlite":
+            driver = "aiosqlite" if variant.driver == "async" else "pysqlite"
+            path = work / f"{variant.id}.db"
+            url = f"sqlite+{driver}:///{path}"
+            database, is_sqlite = str(path), True
+        else:
+            database = f"bench_{variant.id.replace('-', '_')}"
+            recreate_database(database)
+            driver = "asyncpg" if variant.driver == "async" else "psycopg"
+            url = postgres_url(database, f"postgresql+{driver}")
+            is_sqlite = False
+            if variant.id == "postgresql-async-dependency":
+                reference_project = project
+        migrate(project, url)
+        targets.append(
+            Target(
+                name=variant.id,
+                label=variant.id,
+                command=uvicorn(project / ".venv/bin/python", "my_service.main:app"),
+                cwd=project,
+                env={**pool, "DATABASE_URL": url},
+                database=database,
+                sqlite=is_sqlite,
+            )
+        )
+    if reference_project is None:
+        reference_project = bake_and_install(VARIANTS[4], work)  # postgresql-async-dependency
+    python = reference_project / ".venv/bin/python"
+    references = [
+        (FLOOR, "floor: Starlette + raw asyncpg pool", "floor:app", {}),
+        ("fastapi-raw", "FastAPI + raw asyncpg pool (no ORM)", "fastapi_raw:app", {}),
+        ("tutorial-dependency", "tutorial: yield dependency, commit after response", "tutorial:app", {}),
+        ("tutorial-middleware", "tutorial: BaseHTTPMiddleware session", "tutorial:app", {"SESSION": "middleware"}),
+    ]  # fmt: skip
+    for name, label, app, extra in references:
+        database = f"bench_{name.replace('-', '_')}"
+        recreate_database(database)
+        migrate(reference_project, postgres_url(database, "postgresql+asyncpg"))
+        env = {
+            **pool,
+            **extra,
+            "ASYNCPG_URL": postgres_url(database),
+            "DATABASE_URL": postgres_url(database, "postgresql+asyncpg"),
+        }
+        command = uvicorn(python, app, "--app-dir", str(HERE / "apps"))
+        targets.insert(0, Target(name, label, command, reference_project, env, database))
+    return sorted(targets, key=lambda t: (t.sqlite, t.name != FLOOR))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start(target: Target, port: int) -> subprocess.Popen[bytes]:
+    command = [*target.command, "--port", str(port)]
+    server = subprocess.Popen(command, cwd=target.cwd, env={**os.environ, **target.env})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"{target.name} exited while starting")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit(f"{target.name} did not start")
+
+
+def wrk(port: int, endpoint: str, duration: float, scripts: Path) -> dict[str, int]:
+    script = scripts / f"{endpoint}.lua"
+    text = WRK_SCRIPTS[endpoint].replace("PREFIX", uuid.uuid4().hex[:12]) + WRK_REPORT
+    script.write_text(text)
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(script),
+         f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result: dict[str, int] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def load(target: Target, duration: float, scripts: Path) -> None:
+    port = free_port()
+    server = start(target, port)
+    try:
+        wrk(port, "get", 1, scripts)  # warm up: connections, statement caches
+        for endpoint in ENDPOINTS:
+            result = wrk(port, endpoint, duration, scripts)
+            target.runs.setdefault(endpoint, []).append(result)
+            rps = result["requests"] / (result["duration_us"] / 1e6)
+            log(
+                f"  {target.name:<28} {endpoint:<5} {rps:8.0f} req/s  p99 {result['p99_us'] / 1000:.1f} ms"
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        reset(target)
+
+
+def summarize(target: Target, endpoint: str) -> dict[str, float]:
+    runs = target.runs[endpoint]
+    return {
+        "rps": statistics.median(r["requests"] / (r["duration_us"] / 1e6) for r in runs),
+        "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+        "socket_errors": sum(r["socket_errors"] for r in runs),
+    }
+
+
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    with psycopg.connect(POSTGRES_URL) as connection:
+        server = connection.execute("SHOW server_version").fetchone()
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB; Python {platform.python_version()}, "
+        f"PostgreSQL {server[0] if server else '?'} on the same machine, wrk 4.1 with 1 thread"
+    )
+
+
+def report(targets: list[Target], rounds: int, duration: float) -> dict[str, Any]:
+    floor = next((t for t in targets if t.name == FLOOR), None)
+    sqlite_base = next((t for t in targets if t.name == "sqlite-async-dependency"), None)
+    rows = []
+    for target in targets:
+        base = sqlite_base if target.sqlite else floor
+        row: dict[str, Any] = {
+            "target": target.name,
+            "label": target.label,
+            "sqlite": target.sqlite,
+        }
+        for endpoint in ENDPOINTS:
+            numbers = summarize(target, endpoint)
+            if base is not None:
+                numbers["ratio"] = numbers["rps"] / summarize(base, endpoint)["rps"]
+                numbers["p99_ratio"] = numbers["p99_ms"] / summarize(base, endpoint)["p99_ms"]
+            row[endpoint] = numbers
+        rows.append(row)
+    return {
+        "machine": machine(),
+        "rounds": rounds,
+        "duration_s": duration,
+        "connections": CONNECTIONS,
+        "pool_size": POOL_SIZE,
+        "rows": rows,
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    head = "| target | " + " | ".join(f"{label} req/s (×)" for label in ENDPOINTS.values())
+    head += " | p99 ms get / post / list | non-2xx | socket errors |"
+    lines = [
+        f"Machine: {results['machine']}. {results['rounds']} rounds of {results['duration_s']:g} s "
+        f"per endpoint, {results['connections']} connections, DB_POOL_SIZE={results['pool_size']} "
+        "(no overflow); medians over the rounds.",
+        "",
+        "PostgreSQL targets: × is the ratio to the floor. SQLite variants: × is the ratio to "
+        "sqlite-async-dependency.",
+        "",
+        head,
+        "|" + " --- |" * (len(ENDPOINTS) + 4),
+    ]
+    for row in results["rows"]:
+        cells = []
+        for endpoint in ENDPOINTS:
+            n = row[endpoint]
+            ratio = f" ({n['ratio']:.2f}×)" if "ratio" in n else ""
+            cells.append(f"{n['rps']:,.0f}{ratio}")
+        p99 = " / ".join(f"{row[e]['p99_ms']:.1f}" for e in ENDPOINTS)
+        non_2xx = sum(row[e]["non_2xx"] for e in ENDPOINTS)
+        errors = sum(row[e]["socket_errors"] for e in ENDPOINTS)
+        lines.append(
+            f"| {row['target']} | " + " | ".join(cells) + f" | {p99} | {non_2xx} | {errors} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [
+        ("PostgreSQL: throughput / floor", [r for r in results["rows"] if not r["sqlite"]]),
+        (
+            "SQLite: throughput / sqlite-async-dependency",
+            [r for r in results["rows"] if r["sqlite"]],
+        ),
+    ]
+    groups = [(title, rows) for title, rows in groups if rows]
+    figure, axes = plt.subplots(len(groups), 1, figsize=(11, 4.2 * len(groups)), squeeze=False)
+    width = 0.8 / len(ENDPOINTS)
+    for axis, (title, rows) in zip(axes[:, 0], groups, strict=True):
+        for i, (endpoint, label) in enumerate(ENDPOINTS.items()):
+            values = [row[endpoint].get("ratio", 0) for row in rows]
+            axis.bar([x + i * width for x in range(len(rows))], values, width, label=label)
+        axis.set_xticks([x + width for x in range(len(rows))])
+        axis.set_xticklabels([row["target"] for row in rows], rotation=25, ha="right", fontsize=8)
+        axis.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+        axis.set_title(title)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+    if start in text and end in text:
+        before, _, rest = text.partition(start)
+        _, _, after = rest.partition(end)
+        readme.write_text(f"{before}{start}\n{table}{end}{after}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--duration", type=float, default=4.0, help="seconds per endpoint and round"
+    )
+    parser.add_argument("--variants", default=",".join(v.id for v in VARIANTS))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit(
+            "wrk is not installed: apt-get install wrk (Debian/Ubuntu) or brew install wrk"
+        )
+    wanted = args.variants.split(",")
+    variants = [v for v in VARIANTS if v.id in wanted]
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        targets = build_targets(variants, work)
+        for target in targets:
+            seed(target)
+        for round_number in range(args.rounds):
+            log(f"round {round_number + 1} of {args.rounds}")
+            shift = round_number % len(targets)
+            for target in targets[shift:] + targets[:shift]:
+                load(target, args.duration, work)
+        results = report(targets, args.rounds, args.duration)
+        for target in targets:
+            if not target.sqlite:
+                drop_database(target.database)
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (HERE / "results.md").write_text(table)
+    chart(results, HERE / "results.png")
+    update_readme(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
