@@ -1,10 +1,14 @@
 """Keep the chosen variant's files and remove the others.
 
 Everything variant-specific is data: ``_manifest`` in cookiecutter.json, which
-the template's own tests read too. Each key of ``alternatives`` is a file of
-the generated project; the template holds one version of it per combination
-of the listed prompts, named ``<stem>.<choice>[-<choice>...]<suffix>``. The
-chosen version takes the file's name, the others are deleted.
+the template's own tests read too.
+
+- ``alternatives``: each key is a file of the generated project; the template
+  holds one version of it per combination of the listed prompts, named
+  ``<stem>.<choice>[-<choice>...]<suffix>``. The chosen version takes the
+  file's name, the others are deleted.
+- ``only``: each key is a file kept only when every listed prompt has the
+  listed answer; otherwise it is deleted.
 
 The hook touches nothing outside the project and is safe to run twice
 (cruft re-runs it on update): no network, no git, no installs.
@@ -31,9 +35,17 @@ def choose_alternative(target: str, axes: list[str]) -> None:
         sys.exit(f"ERROR: no version of {target} for {chosen!r} in the template.")
 
 
+def keep_only_when(target: str, answers: dict[str, str]) -> None:
+    path = Path(target.format(**CONTEXT))
+    if any(CONTEXT[prompt] != answer for prompt, answer in answers.items()):
+        path.unlink(missing_ok=True)
+
+
 def main() -> None:
     for target, axes in CONTEXT["_manifest"]["alternatives"].items():
         choose_alternative(target, axes)
+    for target, answers in CONTEXT["_manifest"]["only"].items():
+        keep_only_when(target, answers)
 
 
 if __name__ == "__main__":

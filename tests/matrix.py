@@ -14,7 +14,7 @@ from typing import Any
 TEMPLATE_DIR = Path(__file__).resolve().parents[1]
 PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
 COOKIECUTTER: dict[str, Any] = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
-MANIFEST: dict[str, dict[str, list[str]]] = COOKIECUTTER["_manifest"]
+MANIFEST: dict[str, Any] = COOKIECUTTER["_manifest"]
 AXES = ("database", "driver", "session_strategy")
 
 
@@ -65,6 +65,9 @@ def expected_files(context: Mapping[str, str]) -> set[str]:
             name = f"{dest.stem}.{'-'.join(combo)}{dest.suffix}"
             chosen = all(context[axis] == value for axis, value in zip(axes, combo, strict=True))
             sources[(dest.parent / name).as_posix()] = dest.as_posix() if chosen else None
+    for target, answers in MANIFEST["only"].items():
+        if any(context[prompt] != answer for prompt, answer in answers.items()):
+            sources[target.format(package_name=package)] = None
     files = set()
     for path in PROJECT_TEMPLATE.rglob("*"):
         if path.is_file() and "__pycache__" not in path.parts:

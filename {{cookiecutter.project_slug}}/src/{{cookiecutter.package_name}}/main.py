@@ -17,6 +17,9 @@ from .db.engine import build_engine
 {% if cookiecutter.session_strategy == "middleware" %}
 from .db.session import SessionMiddleware
 {% endif %}
+{% if not is_async %}
+from .db.threads import SessionThreads
+{% endif %}
 from .errors import install_error_handlers
 from .items.routes import router as items_router
 from .settings import Settings, get_settings
@@ -40,10 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
 {% else %}
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        threads = SessionThreads(settings.db_pool_size + settings.db_max_overflow)
+        app.state.session_threads = threads
         try:
             yield
         finally:
             await run_in_threadpool(engine.dispose)
+            threads.shutdown()
 {% endif %}
 
     app = FastAPI(

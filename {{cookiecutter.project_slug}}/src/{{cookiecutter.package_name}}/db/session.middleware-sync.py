@@ -12,7 +12,10 @@ settled before the client sees a status:
 - Afterwards the session is closed and its connection goes back to the pool.
 
 The middleware runs on the event loop while the session blocks, so commit,
-rollback and close run in the threadpool, like the plain ``def`` endpoints.
+rollback and close run in threads; ``SessionDep`` takes the session's
+connection before the endpoint runs. Both happen in threads of their own
+(``db/threads.py``), not in the threadpool of the plain ``def`` endpoints:
+waiting for a connection there could deadlock it under load.
 This is a pure ASGI middleware, not ``BaseHTTPMiddleware``: that one runs the
 endpoint in a separate task and only sees the response once it has started.
 """
@@ -20,11 +23,11 @@ endpoint in a separate task and only sees the response once it has started.
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import database_error_response
+from .threads import SessionThreads
 
 
 class SessionMiddleware:
@@ -37,7 +40,8 @@ class SessionMiddleware:
             return
 
         factory: sessionmaker[Session] = scope["app"].state.sessionmaker
-        session = factory()  # no connection yet: it is taken on first use
+        threads: SessionThreads = scope["app"].state.session_threads
+        session = factory()  # no connection yet: SessionDep takes one
         scope.setdefault("state", {})["db_session"] = session
         replaced = False  # a failed commit replaced the application's response
 
@@ -47,12 +51,12 @@ class SessionMiddleware:
                 return
             if message["type"] == "http.response.start":
                 if message["status"] >= 400:
-                    await run_in_threadpool(session.rollback)
+                    await threads.finish(session.rollback)
                 else:
                     try:
-                        await run_in_threadpool(session.commit)
+                        await threads.finish(session.commit)
                     except Exception as error:
-                        await run_in_threadpool(session.rollback)
+                        await threads.finish(session.rollback)
                         replaced = True
                         await database_error_response(error)(scope, receive, send)
                         return
@@ -61,14 +65,16 @@ class SessionMiddleware:
         try:
             await self.app(scope, receive, send_after_commit)
         except Exception:
-            await run_in_threadpool(session.rollback)
+            await threads.finish(session.rollback)
             raise
         finally:
-            await run_in_threadpool(session.close)
+            await threads.finish(session.close)
 
 
-def get_session(request: Request) -> Session:
+async def get_session(request: Request) -> Session:
     session: Session = request.state.db_session
+    threads: SessionThreads = request.app.state.session_threads
+    await threads.take_connection(session)
     return session
 
 
