@@ -92,6 +92,8 @@ def test_variant_specific_code_is_where_it_belongs(cookies: Cookies, variant: Va
     routes = (src / "items/routes.py").read_text()
     pyproject = (project / "pyproject.toml").read_text()
 
+    # The schema is the migrations' job: the service never creates tables itself.
+    assert not [f for f in src.rglob("*.py") if "create_all" in f.read_text()]
     if variant.session_strategy == "middleware":
         assert "class SessionMiddleware" in session
         assert "app.add_middleware(SessionMiddleware)" in main
