@@ -11,8 +11,9 @@ settled before the client sees a status:
 - status >= 400, or the application raised: roll back.
 - Afterwards the session is closed and its connection goes back to the pool.
 
-This is a pure ASGI middleware, not ``BaseHTTPMiddleware``: that one runs the
-endpoint in a separate task and only sees the response once it has started.
+This is a pure ASGI middleware rather than a subclass of Starlette's base HTTP
+middleware, which runs the endpoint in a separate task and only sees the
+response once it has started.
 """
 
 from typing import Annotated

@@ -16,8 +16,9 @@ rollback and close run in threads; ``SessionDep`` takes the session's
 connection before the endpoint runs. Both happen in threads of their own
 (``db/threads.py``), not in the threadpool of the plain ``def`` endpoints:
 waiting for a connection there could deadlock it under load.
-This is a pure ASGI middleware, not ``BaseHTTPMiddleware``: that one runs the
-endpoint in a separate task and only sees the response once it has started.
+This is a pure ASGI middleware rather than a subclass of Starlette's base HTTP
+middleware, which runs the endpoint in a separate task and only sees the
+response once it has started.
 """
 
 from typing import Annotated
