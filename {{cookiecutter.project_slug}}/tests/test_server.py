@@ -55,31 +55,19 @@ def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
 {% if is_pg %}
 
 
-{% if is_async %}
 def connections_of_the_service(database_url: str) -> int:
     """The service's connections to the test database, as the server sees them."""
-    return asyncio.run(_count_connections(database_url))
+    return {{ "asyncio.run(_count_connections(database_url))" if is_async else "_count_connections(database_url)" }}
 
 
-async def _count_connections(database_url: str) -> int:
+{{ cookiecutter.__async }}def _count_connections(database_url: str) -> int:
     engine = build_engine(Settings(database_url=database_url))
     try:
-        async with engine.connect() as connection:
-            count = await connection.scalar(CONNECTIONS_OF_THE_SERVICE, {"name": APPLICATION_NAME})
+        {{ cookiecutter.__async }}with engine.connect() as connection:
+            count = {{ cookiecutter.__await }}connection.scalar(CONNECTIONS_OF_THE_SERVICE, {"name": APPLICATION_NAME})
     finally:
-        await engine.dispose()
+        {{ cookiecutter.__await }}engine.dispose()
     return count or 0
-{% else %}
-def connections_of_the_service(database_url: str) -> int:
-    """The service's connections to the test database, as the server sees them."""
-    engine = build_engine(Settings(database_url=database_url))
-    try:
-        with engine.connect() as connection:
-            count = connection.scalar(CONNECTIONS_OF_THE_SERVICE, {"name": APPLICATION_NAME})
-    finally:
-        engine.dispose()
-    return count or 0
-{% endif %}
 {% else %}
 
 
@@ -90,15 +78,18 @@ def wal_file(database_url: str) -> Path:
 {% endif %}
 
 
-def test_sigterm_stops_the_server_cleanly(database_url: str) -> None:
+def test_sigterm_stops_the_server_cleanly(database_url: str, tmp_path: Path) -> None:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app", "--port", str(port)],
-        cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": database_url},
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "server.log"  # a file, not a pipe: a full pipe would stall the server
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app", "--port", str(port)],
+            cwd=PROJECT_DIR,
+            env={**os.environ, "DATABASE_URL": database_url},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until_serving(base_url, server)
         created = httpx2.post(f"{base_url}/items", json={"name": "served"})
@@ -112,11 +103,12 @@ def test_sigterm_stops_the_server_cleanly(database_url: str) -> None:
 {% endif %}
     finally:
         server.send_signal(signal.SIGTERM)
-        _, stderr = server.communicate(timeout=30)
+        server.wait(timeout=30)
 
     # After its graceful shutdown uvicorn re-raises the signal, as a process should.
-    assert server.returncode in {0, -signal.SIGTERM}, stderr.decode()
-    assert b"Application shutdown complete" in stderr
+    logged = log.read_text()
+    assert server.returncode in {0, -signal.SIGTERM}, logged
+    assert "Application shutdown complete" in logged
 {% if is_pg %}
     assert connections_of_the_service(database_url) == 0
 {% else %}

@@ -1,6 +1,4 @@
 {% set is_async = cookiecutter.driver == "async" %}
-{% set aw = cookiecutter.__await %}
-{% set Client = "AsyncClient" if is_async else "TestClient" %}
 """With the database unreachable: quick 503s with a JSON detail, never a hang or a traceback."""
 
 {% if cookiecutter.database == "sqlite" and is_async %}
@@ -8,19 +6,15 @@ import asyncio
 import threading
 {% endif %}
 import time
-{% if is_async %}
 from collections.abc import AsyncIterator
-{% endif %}
 
 import pytest
 from fastapi import FastAPI
-{% if is_async %}
-from httpx2 import ASGITransport, AsyncClient
-{% else %}
-from fastapi.testclient import TestClient
-{% endif %}
+from httpx2 import AsyncClient
 
 from {{ cookiecutter.package_name }}.settings import Settings
+
+from .conftest import client_of
 
 POOL_TIMEOUT = 2.0
 {% if cookiecutter.database == "postgresql" %}
@@ -38,11 +32,10 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-{% if is_async %}
 async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(transport=ASGITransport(app), base_url="http://test") as client:
+    async with client_of(app) as client:
         yield client
-{% if cookiecutter.database == "sqlite" %}
+{% if cookiecutter.database == "sqlite" and is_async %}
     # After a failed connect aiosqlite stops its worker thread without waiting
     # for it; let it finish while this test's event loop still runs, or it
     # reports to a closed loop (aiosqlite issue #241).
@@ -50,20 +43,16 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
         if thread.name.endswith("(_connection_worker_thread)"):
             await asyncio.to_thread(thread.join, 5)
 {% endif %}
-{% else %}
-def client(app: FastAPI) -> TestClient:
-    return TestClient(app)
-{% endif %}
 
 
-{{ cookiecutter.__async }}def test_live_does_not_touch_the_database(client: {{ Client }}) -> None:
-    response = {{ aw }}client.get("/health")
+async def test_live_does_not_touch_the_database(client: AsyncClient) -> None:
+    response = await client.get("/health")
 
     assert response.status_code == 200
 
 
-{{ cookiecutter.__async }}def test_not_ready(client: {{ Client }}) -> None:
-    response = {{ aw }}client.get("/health/ready")
+async def test_not_ready(client: AsyncClient) -> None:
+    response = await client.get("/health/ready")
 
     assert response.status_code == 503
     assert response.json() == {"detail": "The database does not answer."}
@@ -80,11 +69,11 @@ def client(app: FastAPI) -> TestClient:
         ("DELETE", "/items/1", None),
     ],
 )
-{{ cookiecutter.__async }}def test_data_endpoints_answer_503_quickly(
-    client: {{ Client }}, method: str, path: str, body: object
+async def test_data_endpoints_answer_503_quickly(
+    client: AsyncClient, method: str, path: str, body: object
 ) -> None:
     started = time.monotonic()
-    response = {{ aw }}client.request(method, path, json=body)
+    response = await client.request(method, path, json=body)
 
     assert response.status_code == 503
     assert response.json() == {"detail": "The database is unavailable, try again later."}

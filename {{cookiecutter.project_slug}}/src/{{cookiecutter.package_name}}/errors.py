@@ -1,29 +1,29 @@
-"""How failures become HTTP responses.
+"""How failures become HTTP responses: the one place that translates them.
 
-Every database failure ends as a JSON ``{"detail": ...}`` response, never a
-bare traceback: 409 for a unique violation, 503 when the database is
-unreachable or the pool is exhausted, 500 for anything else.
-{% if cookiecutter.session_strategy == "dependency" %}
-A commit that fails in the session dependency reaches these handlers too.
-{% else %}
-The session middleware sends the same responses when a commit fails.
-{% endif %}
+Every failure below ends as a JSON ``{"detail": ...}`` response:
+
+- ``ConflictError``, raised by a repository for a write that conflicts with
+  stored data: 409 with its message.
+- Any SQLAlchemy error: 409 for a unique violation, 503 with ``Retry-After``
+  when the database is unreachable or no connection was free in time, 500
+  otherwise. A commit that fails at the end of a request gets the same answer
+  (``session.py``).
 """
 
 import logging
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from .db.engine import UNAVAILABLE_ERRORS, is_unique_violation
+from .db.engine import is_unique_violation
+from .db.errors import ConflictError
 
 logger = logging.getLogger(__name__)
 
-
-class ConflictError(Exception):
-    """A write that conflicts with stored data, such as a name already taken."""
+# Errors that mean "the database cannot serve this request now".
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
 
 
 def database_error_response(error: Exception) -> JSONResponse:
@@ -33,7 +33,7 @@ def database_error_response(error: Exception) -> JSONResponse:
             {"detail": "The request conflicts with stored data."},
             status_code=status.HTTP_409_CONFLICT,
         )
-    if isinstance(error, (PoolTimeoutError, *UNAVAILABLE_ERRORS)):
+    if isinstance(error, UNAVAILABLE):
         logger.warning("Database unavailable: %s", error)
         return JSONResponse(
             {"detail": "The database is unavailable, try again later."},
@@ -57,6 +57,4 @@ async def _conflict(_request: Request, error: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConflictError, _conflict)
-    database_errors: set[type[Exception]] = {SQLAlchemyError, PoolTimeoutError, *UNAVAILABLE_ERRORS}
-    for error in database_errors:
-        app.add_exception_handler(error, _database_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)

@@ -1,1 +1,4 @@
-"""Database access: the engine, the declarative base and the per-request session."""
+"""Database access: the engine, the declarative base and the transaction policy.
+
+Nothing here imports the HTTP layer: background tasks and scripts use it as is.
+"""

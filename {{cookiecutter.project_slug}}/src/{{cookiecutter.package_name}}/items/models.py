@@ -1,6 +1,8 @@
-"""The ``items`` table."""
+"""The ``items`` table, and the log of what happened to items."""
 
-from sqlalchemy import String, Text
+from datetime import datetime
+
+from sqlalchemy import DateTime, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base
@@ -14,3 +16,17 @@ class Item(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
+
+
+class ItemEvent(Base):
+    """One change to an item ("updated", "deleted"), logged after the response.
+
+    ``item_id`` is no foreign key: the log outlives the items it tells of.
+    """
+
+    __tablename__ = "item_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

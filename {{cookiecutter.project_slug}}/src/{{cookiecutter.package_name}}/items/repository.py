@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 {% endif %}
 
 from ..db.engine import is_unique_violation
-from ..errors import ConflictError
+from ..db.errors import ConflictError
 from .models import Item
 from .schemas import ItemCreate, ItemUpdate
 

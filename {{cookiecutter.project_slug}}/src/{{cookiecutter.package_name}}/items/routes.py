@@ -2,12 +2,13 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, status
+from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Query, status
 
-from ..db.session import SessionDep
+from ..session import DatabaseDep, SessionDep
 from .models import Item
 from .repository import ItemRepository
 from .schemas import ItemCreate, ItemPage, ItemRead, ItemUpdate
+from .tasks import record_event
 
 router = APIRouter(prefix="/items", tags=["items"])
 
@@ -55,13 +56,24 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No item has 
 
 
 @router.patch("/{item_id}", responses={**NOT_FOUND, **CONFLICT})
-{{ cookiecutter.__async }}def update_item(item_id: int, changes: ItemUpdate, session: SessionDep) -> ItemRead:
+{{ cookiecutter.__async }}def update_item(
+    item_id: int,
+    changes: ItemUpdate,
+    session: SessionDep,
+    database: DatabaseDep,
+    background: BackgroundTasks,
+) -> ItemRead:
     repository = ItemRepository(session)
     item = {{ cookiecutter.__await }}_get_or_404(repository, item_id)
-    return ItemRead.model_validate({{ cookiecutter.__await }}repository.update(item, changes))
+    updated = ItemRead.model_validate({{ cookiecutter.__await }}repository.update(item, changes))
+    background.add_task(record_event, database, item_id, "updated")
+    return updated
 
 
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-{{ cookiecutter.__async }}def delete_item(item_id: int, session: SessionDep) -> None:
+{{ cookiecutter.__async }}def delete_item(
+    item_id: int, session: SessionDep, database: DatabaseDep, background: BackgroundTasks
+) -> None:
     repository = ItemRepository(session)
     {{ cookiecutter.__await }}repository.delete({{ cookiecutter.__await }}_get_or_404(repository, item_id))
+    background.add_task(record_event, database, item_id, "deleted")

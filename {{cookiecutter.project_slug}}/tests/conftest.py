@@ -1,4 +1,6 @@
 {% set is_pg = cookiecutter.database == "postgresql" %}
+{% set is_async = cookiecutter.driver == "async" %}
+{% set Conn = "AsyncConnection" if is_async else "Connection" %}
 """Fixtures: a real, migrated test database and one rolled-back transaction per test.
 
 The database comes from ``TEST_DATABASE_URL``{% if is_pg %} (default: a ``{{ cookiecutter.project_slug }}_test``
@@ -10,10 +12,13 @@ Isolation: a test's requests run in sessions that join one outer transaction
 through SAVEPOINTs (``join_transaction_mode="create_savepoint"``). The outer
 transaction is rolled back after the test, so even what a request committed is
 gone. Tests about what a commit means to *other* connections use
-``committed_app``, which commits for real and empties the table afterwards.
+``committed_app``, which commits for real and empties the tables afterwards.
+
+The tests drive the application through its ASGI interface, as uvicorn does{% if not is_async %}:
+the plain ``def`` endpoints run in the threadpool, as they do in production{% endif %}.
 """
 
-{% if is_pg %}
+{% if is_pg and is_async %}
 import asyncio
 {% endif %}
 import os
@@ -25,6 +30,7 @@ from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from httpx2 import ASGITransport, AsyncClient
+{% if is_async %}
 {% if is_pg %}
 from sqlalchemy import delete, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -32,31 +38,35 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 {% endif %}
+{% elif is_pg %}
+from sqlalchemy import Connection, create_engine, delete, make_url, text
+{% else %}
+from sqlalchemy import Connection, delete
+{% endif %}
 
-from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.db.base import Base
+from {{ cookiecutter.package_name }}.db.transaction import Database
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .isolation import joining_sessionmaker
-
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 {% if is_pg %}
-DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres:postgres@localhost:5432/{{ cookiecutter.project_slug }}_test"
+DEFAULT_TEST_DATABASE_URL = "postgresql+{{ 'asyncpg' if is_async else 'psycopg' }}://postgres:postgres@localhost:5432/{{ cookiecutter.project_slug }}_test"
 
 
-async def create_database_if_missing(url: str) -> None:
+{{ cookiecutter.__async }}def create_database_if_missing(url: str) -> None:
     database = make_url(url).database
     server_url = make_url(url).set(database="postgres")
-    server = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    server = {{ "create_async_engine" if is_async else "create_engine" }}(server_url, isolation_level="AUTOCOMMIT")
     try:
-        async with server.connect() as connection:
-            exists = await connection.scalar(
+        {{ cookiecutter.__async }}with server.connect() as connection:
+            exists = {{ cookiecutter.__await }}connection.scalar(
                 text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
             )
             if not exists:
-                await connection.execute(text(f'CREATE DATABASE "{database}"'))
+                {{ cookiecutter.__await }}connection.execute(text(f'CREATE DATABASE "{database}"'))
     finally:
-        await server.dispose()
+        {{ cookiecutter.__await }}server.dispose()
 {% endif %}
 
 
@@ -65,11 +75,11 @@ async def create_database_if_missing(url: str) -> None:
 def database_url() -> str:
     """The test database, migrated from scratch once per run."""
     url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
-    asyncio.run(create_database_if_missing(url))
+    {{ "asyncio.run(create_database_if_missing(url))" if is_async else "create_database_if_missing(url)" }}
 {% else %}
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The test database, migrated from scratch once per run."""
-    default = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    default = f"sqlite+{{ 'aiosqlite' if is_async else 'pysqlite' }}:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     url = os.environ.get("TEST_DATABASE_URL", default)
 {% endif %}
     config = Config(PROJECT_DIR / "alembic.ini")
@@ -93,34 +103,46 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield app
 
 
+def join_test_transaction(database: Database, connection: {{ Conn }}) -> None:
+    """Make ``database``'s sessions join ``connection``'s transaction: a commit only
+    releases a SAVEPOINT, and rolling the transaction back undoes everything."""
+    database.sessionmaker.configure(bind=connection, join_transaction_mode="create_savepoint")
+
+
 @pytest.fixture
-async def connection(app: FastAPI) -> AsyncIterator[AsyncConnection]:
+async def connection(app: FastAPI) -> AsyncIterator[{{ Conn }}]:
     """The test's transaction; every session of the app joins it through a SAVEPOINT."""
-    async with app.state.engine.connect() as connection:
-        transaction = await connection.begin()
-        app.state.sessionmaker = joining_sessionmaker(connection)
+    database: Database = app.state.database
+    {{ cookiecutter.__async }}with database.engine.connect() as connection:
+        transaction = {{ cookiecutter.__await }}connection.begin()
+        join_test_transaction(database, connection)
         yield connection
-        await transaction.rollback()
+        {{ cookiecutter.__await }}transaction.rollback()
+
+
+def client_of(app: FastAPI, *, raise_app_exceptions: bool = True) -> AsyncClient:
+    transport = ASGITransport(app, raise_app_exceptions=raise_app_exceptions)
+    return AsyncClient(transport=transport, base_url="http://test")
 
 
 @pytest.fixture
-async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
+async def client(app: FastAPI, connection: {{ Conn }}) -> AsyncIterator[AsyncClient]:
     """A client of the isolated app: nothing it writes outlives the test."""
-    async with AsyncClient(transport=ASGITransport(app), base_url="http://test") as client:
+    async with client_of(app) as client:
         yield client
 
 
 @pytest.fixture
 async def committed_app(app: FastAPI) -> AsyncIterator[FastAPI]:
-    """The app as it runs in production, committing for real; the table is emptied after."""
+    """The app as it runs in production, committing for real; the tables are emptied after."""
     yield app
-    async with app.state.engine.begin() as connection:
-        await connection.execute(delete(Item))
+    {{ cookiecutter.__async }}with app.state.database.engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            {{ cookiecutter.__await }}connection.execute(delete(table))
 
 
 @pytest.fixture
 async def committed_client(committed_app: FastAPI) -> AsyncIterator[AsyncClient]:
     """A client of the committing app."""
-    transport = ASGITransport(committed_app)
-    async with AsyncClient(transport=transport, base_url="http://test") as client:
+    async with client_of(committed_app) as client:
         yield client

@@ -1,0 +1,127 @@
+"""The transaction policy: how every unit of database work begins and ends.
+
+A unit of work is one HTTP request, one background task, one script. It gets
+one session, and ends in one of two ways:
+
+- it succeeded: commit. A commit that fails is rolled back and its error
+  raised, for the caller to report (``errors.py`` turns it into 409/500/503).
+- it failed, or a request's response is an error: roll back.
+
+Either way the session is then closed for good — using it again raises an
+error instead of quietly checking out another connection — and its
+connection goes back to the pool. Ending is shielded from cancellation: a
+client that goes away mid-request cannot leave a connection checked out.
+
+Sessions queue for connections first come, first served: at most as many
+sessions exist at once as the pool has connections, and a session that waited
+``DB_POOL_TIMEOUT`` seconds in all gets SQLAlchemy's pool ``TimeoutError``
+(a 503).
+
+``session.py`` decides *when* a request's unit of work ends; this module
+decides *how*. Work outside a request uses ``Database.open_session()``.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import CancelScope
+from anyio.lowlevel import checkpoint_if_cancelled
+from sqlalchemy import select
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..settings import Settings
+from .engine import build_engine
+
+logger = logging.getLogger(__name__)
+
+
+class Database:
+    """The engine of a running service and the one way to open and end its sessions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = build_engine(settings)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, close_resets_only=False
+        )
+        self._places = asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
+        self._timeout = settings.db_pool_timeout
+
+    @asynccontextmanager
+    async def open_session(self) -> AsyncIterator[AsyncSession]:
+        """A session of its own, for work outside a request: committed when the block
+        succeeds, rolled back when it raises.
+
+        ``async with database.open_session() as session: ...``
+        """
+        session = await self.begin()
+        try:
+            yield session
+        except BaseException:
+            await self.end(session, commit=False)
+            raise
+        await self.end(session, commit=True)
+
+    async def begin(self) -> AsyncSession:
+        """A new session that holds a connection, once one is free."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._places.acquire()
+        except TimeoutError:
+            message = f"No database connection was free within {self._timeout:g} s."
+            raise PoolTimeoutError(message) from None
+        session = self.sessionmaker()
+        try:
+            await session.connection()
+        except BaseException:
+            with CancelScope(shield=True):
+                await self._close(session)
+            raise
+        return session
+
+    async def end(self, session: AsyncSession, *, commit: bool) -> None:
+        """Commit (or roll back), then close. A failed commit is rolled back and raised,
+        and so is the cancellation of a unit of work that was cancelled before its commit."""
+        if commit:
+            try:
+                await checkpoint_if_cancelled()
+            except BaseException:
+                await self.end(session, commit=False)
+                raise
+        with CancelScope(shield=True):
+            try:
+                if commit:
+                    try:
+                        await session.commit()
+                    except BaseException:
+                        await self._roll_back(session)
+                        raise
+                else:
+                    await self._roll_back(session)
+            finally:
+                await self._close(session)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a query."""
+        async with self.open_session() as session:
+            await session.execute(select(1))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection; the service is stopping."""
+        await self.engine.dispose()
+
+    async def _roll_back(self, session: AsyncSession) -> None:
+        try:
+            await session.rollback()
+        except Exception:
+            # The transaction is lost either way; the connection must not be reused.
+            logger.warning("Rollback failed; discarding the connection", exc_info=True)
+            await session.invalidate()
+
+    async def _close(self, session: AsyncSession) -> None:
+        try:
+            await session.close()
+        finally:
+            self._places.release()

@@ -1,0 +1,148 @@
+"""The transaction policy: how every unit of database work begins and ends.
+
+A unit of work is one HTTP request, one background task, one script. It gets
+one session, and ends in one of two ways:
+
+- it succeeded: commit. A commit that fails is rolled back and its error
+  raised, for the caller to report (``errors.py`` turns it into 409/500/503).
+- it failed, or a request's response is an error: roll back.
+
+Either way the session is then closed for good — using it again raises an
+error instead of quietly checking out another connection — and its
+connection goes back to the pool. Ending is shielded from cancellation: a
+client that goes away mid-request cannot leave a connection checked out.
+
+Sessions queue for connections first come, first served, on the event loop:
+at most as many sessions exist at once as the pool has connections, and a
+session that waited ``DB_POOL_TIMEOUT`` seconds in all gets SQLAlchemy's pool
+``TimeoutError`` (a 503).
+
+The session blocks, so taking its connection, committing, rolling back and
+closing run in threads of their own, one per connection (anyio's, which keep
+context variables such as request ids), never in the threadpool that runs the
+plain ``def`` endpoints: a worker there waiting for a connection whose holder
+needs a worker to finish its response would deadlock it under load. Each hop
+runs to the end even when the request is cancelled, so a session is never
+used from two threads at once.
+
+``session.py`` decides *when* a request's unit of work ends; this module
+decides *how*. Work outside a request uses ``Database.open_session()``.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+{% if cookiecutter.python_version == "3.11" %}
+from typing import TypeVar
+{% endif %}
+
+from anyio import CancelScope, CapacityLimiter, to_thread
+from anyio.lowlevel import checkpoint_if_cancelled
+from sqlalchemy import select
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..settings import Settings
+from .engine import build_engine
+
+logger = logging.getLogger(__name__)
+{% if cookiecutter.python_version == "3.11" %}
+
+T = TypeVar("T")
+{% endif %}
+
+
+class Database:
+    """The engine of a running service and the one way to open and end its sessions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = build_engine(settings)
+        self.sessionmaker = sessionmaker(
+            self.engine, expire_on_commit=False, close_resets_only=False
+        )
+        connections = settings.db_pool_size + settings.db_max_overflow
+        self._places = asyncio.Semaphore(connections)
+        self._threads = CapacityLimiter(connections)
+        self._timeout = settings.db_pool_timeout
+
+    @asynccontextmanager
+    async def open_session(self) -> AsyncIterator[Session]:
+        """A session of its own, for work outside a request: committed when the block
+        succeeds, rolled back when it raises. Run blocking calls on it with ``run``.
+
+        ``async with database.open_session() as session: await database.run(...)``
+        """
+        session = await self.begin()
+        try:
+            yield session
+        except BaseException:
+            await self.end(session, commit=False)
+            raise
+        await self.end(session, commit=True)
+
+    async def begin(self) -> Session:
+        """A new session that holds a connection, once one is free."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._places.acquire()
+        except TimeoutError:
+            message = f"No database connection was free within {self._timeout:g} s."
+            raise PoolTimeoutError(message) from None
+        session = self.sessionmaker()
+        try:
+            await self.run(session.connection)
+        except BaseException:
+            with CancelScope(shield=True):
+                await self._close(session)
+            raise
+        return session
+
+    async def end(self, session: Session, *, commit: bool) -> None:
+        """Commit (or roll back), then close. A failed commit is rolled back and raised,
+        and so is the cancellation of a unit of work that was cancelled before its commit."""
+        if commit:
+            try:
+                await checkpoint_if_cancelled()
+            except BaseException:
+                await self.end(session, commit=False)
+                raise
+        with CancelScope(shield=True):
+            try:
+                if commit:
+                    try:
+                        await self.run(session.commit)
+                    except BaseException:
+                        await self._roll_back(session)
+                        raise
+                else:
+                    await self._roll_back(session)
+            finally:
+                await self._close(session)
+
+    async def run{{ "" if cookiecutter.python_version == "3.11" else "[T]" }}(self, call: Callable[..., T], *args: object) -> T:
+        """``call(*args)`` in the session threads, for blocking work outside the endpoints."""
+        return await to_thread.run_sync(call, *args, limiter=self._threads)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a query."""
+        async with self.open_session() as session:
+            await self.run(session.execute, select(1))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection; the service is stopping."""
+        await self.run(self.engine.dispose)
+
+    async def _roll_back(self, session: Session) -> None:
+        try:
+            await self.run(session.rollback)
+        except Exception:
+            # The transaction is lost either way; the connection must not be reused.
+            logger.warning("Rollback failed; discarding the connection", exc_info=True)
+            await self.run(session.invalidate)
+
+    async def _close(self, session: Session) -> None:
+        try:
+            await self.run(session.close)
+        finally:
+            self._places.release()

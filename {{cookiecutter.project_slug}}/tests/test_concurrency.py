@@ -1,0 +1,74 @@
+{% set is_pg = cookiecutter.database == "postgresql" %}
+"""Many requests at once: one session each, and every connection back in the pool after."""
+
+import asyncio
+import time
+
+from fastapi import FastAPI
+{% if is_pg %}
+from sqlalchemy import delete, func, select, text
+{% else %}
+from sqlalchemy import delete, func, select
+{% endif %}
+
+{% if is_pg %}
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
+{% endif %}
+from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .conftest import client_of
+
+REQUESTS = 60
+
+
+async def test_concurrent_requests_leave_no_connection_checked_out(
+    committed_app: FastAPI, settings: Settings
+) -> None:
+    engine = committed_app.state.database.engine
+    async with client_of(committed_app) as client:
+        writes = [client.post("/items", json={"name": f"item-{n}"}) for n in range(REQUESTS)]
+        reads = [client.get("/items") for _ in range(REQUESTS)]
+        responses = await asyncio.gather(*writes, *reads)
+
+    assert [response.status_code for response in responses] == [201] * REQUESTS + [200] * REQUESTS
+    assert engine.pool.checkedout() == 0
+    {{ cookiecutter.__async }}with engine.connect() as connection:
+        assert {{ cookiecutter.__await }}connection.scalar(select(func.count()).select_from(Item)) == REQUESTS
+{% if is_pg %}
+        # The server's view of our other connections: none is left inside a
+        # transaction, and there are no more than the pool allows.
+        result = {{ cookiecutter.__await }}connection.execute(
+            text(
+                "SELECT state FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": APPLICATION_NAME},
+        )
+        states = result.scalars().all()
+    assert "idle in transaction" not in states
+    assert len(states) < settings.db_pool_size + settings.db_max_overflow
+{% endif %}
+
+
+async def test_more_requests_than_threads_on_a_small_pool(settings: Settings) -> None:
+    """More requests than FastAPI's 40 threads, on a 2-connection pool.
+
+    Every request waits its turn for a connection, none of them inside the
+    threadpool that runs the endpoints: all of them are served, in time.
+    """
+    tight = settings.model_copy(
+        update={"db_pool_size": 2, "db_max_overflow": 0, "db_pool_timeout": 5}
+    )
+    app = create_app(tight)
+    requests = 100
+    started = time.monotonic()
+    async with app.router.lifespan_context(app), client_of(app) as client:
+        posts = [client.post("/items", json={"name": f"burst-{n}"}) for n in range(requests)]
+        responses = await asyncio.gather(*posts)
+        {{ cookiecutter.__async }}with app.state.database.engine.begin() as connection:
+            {{ cookiecutter.__await }}connection.execute(delete(Item))
+
+    assert [response.status_code for response in responses] == [201] * requests
+    assert time.monotonic() - started < tight.db_pool_timeout

@@ -1,0 +1,367 @@
+{% set is_async = cookiecutter.driver == "async" %}
+{% set is_pg = cookiecutter.database == "postgresql" %}
+{% set Engine = "AsyncEngine" if is_async else "Engine" %}
+"""The edges of a request's life: after its response, when it is cancelled, when
+connections run out, and what its session work can see.
+
+- A background task writes through a session of its own (``open_session``).
+- The request's session refuses use after the request ended, with an error,
+  instead of quietly checking out another connection.
+- An exception after a streaming response started keeps what was committed and
+  leaks no connection.
+- A request cancelled midway (a client that went away) rolls back, leaks no
+  connection and leaves none idle in a transaction; its session is never used
+  from two places at once, and the pool serves the next requests.
+- With every connection taken, a request gets a 503 within ``DB_POOL_TIMEOUT``.
+- Session work sees the request's context variables.
+- Readiness needs no thread of the endpoints' threadpool.
+- Only database errors are "database unavailable".
+"""
+
+import asyncio
+import threading
+import time
+{% if is_async %}
+from collections.abc import AsyncIterator, Iterator
+{% else %}
+from collections.abc import Iterator
+{% endif %}
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import anyio
+import pytest
+from fastapi import BackgroundTasks, FastAPI
+from fastapi.responses import StreamingResponse
+from httpx2 import AsyncClient
+{% if is_async %}
+from sqlalchemy import Connection, delete, event, select{{ ", text" if is_pg }}
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.ext.asyncio import AsyncEngine
+{% else %}
+from sqlalchemy import Connection, Engine, delete, event, select{{ ", text" if is_pg }}
+from sqlalchemy.exc import InvalidRequestError
+{% endif %}
+from sqlalchemy.orm import Session
+
+{% if is_pg %}
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
+{% endif %}
+from {{ cookiecutter.package_name }}.db.transaction import Database
+from {{ cookiecutter.package_name }}.items.models import Item, ItemEvent
+from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.session import SessionDep
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .conftest import client_of
+
+request_id: ContextVar[str] = ContextVar("request_id", default="none")
+
+
+class Hold:
+    """Keeps an endpoint waiting, inside its transaction, until the test lets it go."""
+
+    def __init__(self) -> None:
+{% if is_async %}
+        self.entered = asyncio.Event()
+        self.released = asyncio.Event()
+{% else %}
+        self.entered = threading.Event()
+        self.released = threading.Event()
+{% endif %}
+
+    async def wait_until_entered(self) -> None:
+{% if is_async %}
+        with anyio.fail_after(10):
+            await self.entered.wait()
+{% else %}
+        assert await anyio.to_thread.run_sync(self.entered.wait, 10)
+{% endif %}
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def install_test_routes(app: FastAPI, hold: Hold) -> None:
+    late_errors: list[BaseException] = []
+    app.state.late_errors = late_errors
+
+    @app.post("/test/hold", status_code=201)
+    {{ cookiecutter.__async }}def held(session: SessionDep) -> None:
+        session.add(Item(name="held"))
+        {{ cookiecutter.__await }}session.flush()
+        hold.entered.set()
+{% if is_async %}
+        await hold.released.wait()
+{% else %}
+        hold.released.wait(10)
+{% endif %}
+
+    @app.post("/test/use-session-in-background")
+    {{ cookiecutter.__async }}def use_session_in_background(session: SessionDep, background: BackgroundTasks) -> None:
+        {{ cookiecutter.__async }}def late_use() -> None:
+            try:
+                {{ cookiecutter.__await }}session.get(Item, 1)
+            except InvalidRequestError as error:
+                late_errors.append(error)
+
+        background.add_task(late_use)
+
+    @app.get("/test/use-session-in-stream")
+    {{ cookiecutter.__async }}def use_session_in_stream(session: SessionDep) -> StreamingResponse:
+        {{ cookiecutter.__async }}def body() -> {{ "AsyncIterator" if is_async else "Iterator" }}[bytes]:
+            try:
+                {{ cookiecutter.__await }}session.get(Item, 1)
+            except InvalidRequestError as error:
+                yield type(error).__name__.encode()
+
+        return StreamingResponse(body())
+
+    @app.post("/test/write-then-stream-then-crash")
+    {{ cookiecutter.__async }}def write_then_stream_then_crash(session: SessionDep) -> StreamingResponse:
+        session.add(Item(name="streamed"))
+        {{ cookiecutter.__await }}session.flush()
+
+        {{ cookiecutter.__async }}def body() -> {{ "AsyncIterator" if is_async else "Iterator" }}[bytes]:
+            yield b"first chunk"
+            raise RuntimeError("The stream broke.")
+
+        return StreamingResponse(body())
+
+    @app.get("/test/missing-file")
+    {{ cookiecutter.__async }}def missing_file() -> None:
+        raise FileNotFoundError("/no/such/file")
+
+
+@pytest.fixture
+def hold() -> Iterator[Hold]:
+    hold = Hold()
+    yield hold
+    hold.release()
+
+
+@pytest.fixture(autouse=True)
+def test_routes(app: FastAPI, hold: Hold) -> None:
+    install_test_routes(app, hold)
+
+
+async def names_seen_by(engine: {{ Engine }}) -> list[str]:
+    {{ cookiecutter.__async }}with engine.connect() as connection:
+        return list({{ cookiecutter.__await }}connection.scalars(select(Item.name).order_by(Item.name)))
+
+
+async def test_a_background_task_writes_through_a_session_of_its_own(
+    committed_client: AsyncClient, committed_app: FastAPI
+) -> None:
+    created = await committed_client.post("/items", json={"name": "Widget"})
+    item_url = f"/items/{created.json()['id']}"
+
+    assert (await committed_client.patch(item_url, json={"name": "Gadget"})).status_code == 200
+    assert (await committed_client.delete(item_url)).status_code == 204
+
+    # Read back through the service's own open_session(), as a script would.
+    database: Database = committed_app.state.database
+    query = select(ItemEvent.action).where(ItemEvent.item_id == created.json()["id"])
+    async with database.open_session() as session:
+        events = {{ "await session.scalars(" if is_async else "await database.run(session.scalars, " }}query.order_by(ItemEvent.id))
+    assert events.all() == ["updated", "deleted"]
+
+
+async def test_the_request_session_refuses_use_after_the_request_ended(
+    committed_client: AsyncClient, committed_app: FastAPI
+) -> None:
+    in_background = await committed_client.post("/test/use-session-in-background")
+    in_stream = await committed_client.get("/test/use-session-in-stream")
+
+    assert in_background.status_code == 200
+    [error] = committed_app.state.late_errors
+    assert "closed" in str(error)
+    assert in_stream.status_code == 200
+    assert in_stream.text == "InvalidRequestError"
+    assert committed_app.state.database.engine.pool.checkedout() == 0
+
+
+async def test_an_exception_after_the_response_started_keeps_the_commit(
+    committed_app: FastAPI,
+) -> None:
+    async with client_of(committed_app, raise_app_exceptions=False) as client:
+        response = await client.post("/test/write-then-stream-then-crash")
+
+    # The status was sent before the body broke; the client sees a short body.
+    assert response.status_code == 200
+    assert response.content == b"first chunk"
+    assert await names_seen_by(committed_app.state.database.engine) == ["streamed"]
+    assert committed_app.state.database.engine.pool.checkedout() == 0
+
+
+def current_user() -> tuple[int, object]:
+    """Who runs this code: a thread, and the event loop's task when it runs there."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    return threading.get_ident(), task
+
+
+class GuardedSession(Session):
+    """A session that records any call starting while another thread or task is inside one."""
+
+    overlaps: list[str]
+    _guard = threading.Lock()
+
+    @contextmanager
+    def _alone(self, name: str) -> Iterator[None]:
+        user = current_user()
+        with self._guard:
+            holder, depth = self.__dict__.get("_holder", (None, 0))
+            if holder not in (None, user):
+                GuardedSession.overlaps.append(name)
+            self.__dict__["_holder"] = (user, depth + 1)
+        try:
+            yield
+        finally:
+            with self._guard:
+                holder, depth = self.__dict__["_holder"]
+                self.__dict__["_holder"] = (holder if depth > 1 else None, depth - 1)
+
+    def connection(self, *args: Any, **kwargs: Any) -> Connection:
+        with self._alone("connection"):
+            return super().connection(*args, **kwargs)
+
+    def flush(self, *args: Any, **kwargs: Any) -> None:
+        with self._alone("flush"):
+            super().flush(*args, **kwargs)
+
+    def commit(self) -> None:
+        with self._alone("commit"):
+            super().commit()
+
+    def rollback(self) -> None:
+        with self._alone("rollback"):
+            super().rollback()
+
+    def close(self) -> None:
+        with self._alone("close"):
+            super().close()
+
+
+@pytest.fixture
+def guarded(app: FastAPI) -> list[str]:
+    """Every session of the app records overlapping calls into the returned list."""
+    GuardedSession.overlaps = []
+{% if is_async %}
+    app.state.database.sessionmaker.configure(sync_session_class=GuardedSession)
+{% else %}
+    app.state.database.sessionmaker.class_ = GuardedSession
+{% endif %}
+    return GuardedSession.overlaps
+
+
+async def test_a_request_cancelled_midway_gives_its_connection_back(
+    committed_app: FastAPI, settings: Settings, hold: Hold, guarded: list[str]
+) -> None:
+    """As when a client goes away and the server cancels its request."""
+    engine = committed_app.state.database.engine
+    async with client_of(committed_app) as client:
+        async with anyio.create_task_group() as requests:
+            requests.start_soon(client.post, "/test/hold")
+            await hold.wait_until_entered()
+            requests.cancel_scope.cancel()
+            hold.release()
+
+        assert engine.pool.checkedout() == 0
+{% if not is_async and cookiecutter.session_strategy == "dependency" %}
+        # A plain def endpoint cannot be interrupted: it ran to its end, and FastAPI
+        # shields a dependency's exit from cancellation, so its work was committed, whole.
+        assert await names_seen_by(engine) == ["held"]
+{% else %}
+        assert await names_seen_by(engine) == []
+{% endif %}
+{% if is_pg %}
+        {{ cookiecutter.__async }}with engine.connect() as connection:
+            states = {{ cookiecutter.__await }}connection.scalars(
+                text(
+                    "SELECT state FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": APPLICATION_NAME},
+            )
+            assert "idle in transaction" not in states.all()
+{% endif %}
+        responses = await asyncio.gather(*[client.get("/items") for _ in range(50)])
+
+    assert [response.status_code for response in responses] == [200] * 50
+    assert guarded == []
+    assert engine.pool.checkedout() == 0
+
+
+async def test_an_exhausted_pool_answers_503_within_the_pool_timeout(
+    settings: Settings, hold: Hold
+) -> None:
+    tight = settings.model_copy(
+        update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 1}
+    )
+    app = create_app(tight)
+    install_test_routes(app, hold)
+    async with app.router.lifespan_context(app), client_of(app) as client:
+        async with anyio.create_task_group() as requests:
+            requests.start_soon(client.post, "/test/hold")
+            await hold.wait_until_entered()
+            started = time.monotonic()
+            responses = await asyncio.gather(*[client.get("/items") for _ in range(5)])
+            waited = time.monotonic() - started
+            hold.release()
+        {{ cookiecutter.__async }}with app.state.database.engine.begin() as connection:
+            {{ cookiecutter.__await }}connection.execute(delete(Item))
+
+    assert [response.status_code for response in responses] == [503] * 5
+    assert responses[0].json() == {"detail": "The database is unavailable, try again later."}
+    assert waited < tight.db_pool_timeout + 1
+
+
+async def test_session_work_sees_the_request_context(app: FastAPI, client: AsyncClient) -> None:
+    """Context variables (request ids, tracing spans) reach wherever the session works."""
+    seen: list[str] = []
+
+    def record(*_: object) -> None:
+        seen.append(request_id.get())
+
+    async def with_request_id() -> int:
+        request_id.set("request-1")
+        response = await client.post("/items", json={"name": "Widget"})
+        return response.status_code
+
+    event.listen(Session, "after_begin", record)
+    event.listen(Session, "after_commit", record)
+    try:
+        status_code = await asyncio.create_task(with_request_id())
+    finally:
+        event.remove(Session, "after_begin", record)
+        event.remove(Session, "after_commit", record)
+
+    assert status_code == 201
+    assert seen == ["request-1", "request-1"]
+
+
+async def test_readiness_needs_no_thread_of_the_endpoint_threadpool(client: AsyncClient) -> None:
+    threadpool = anyio.to_thread.current_default_thread_limiter()
+    borrowers = [object() for _ in range(int(threadpool.total_tokens))]
+    for borrower in borrowers:
+        threadpool.acquire_on_behalf_of_nowait(borrower)
+    try:
+        with anyio.fail_after(5):
+            response = await client.get("/health/ready")
+    finally:
+        for borrower in borrowers:
+            threadpool.release_on_behalf_of(borrower)
+
+    assert response.status_code == 200
+
+
+async def test_an_unrelated_os_error_is_not_database_unavailable(app: FastAPI) -> None:
+    async with client_of(app, raise_app_exceptions=False) as client:
+        response = await client.get("/test/missing-file")
+
+    assert response.status_code == 500
+    assert "retry-after" not in response.headers
