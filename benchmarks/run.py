@@ -188,15 +188,13 @@ def build_targets(variants: list[Variant], work: Path) -> list[Target]:
         log(f"baking and installing {variant.id}")
         project = bake_and_install(variant, work)
         if variant.database == "sqlite":
-            driver = "aiosqlite" if variant.driver == "async" else "pysqlite"
             path = work / f"{variant.id}.db"
-            url = f"sqlite+{driver}:///{path}"
+            url = f"sqlite+{variant.sqlalchemy_driver}:///{path}"
             database, is_sqlite = str(path), True
         else:
             database = f"bench_{variant.id.replace('-', '_')}"
             recreate_database(database)
-            driver = "asyncpg" if variant.driver == "async" else "psycopg"
-            url = postgres_url(database, f"postgresql+{driver}")
+            url = postgres_url(database, f"postgresql+{variant.sqlalchemy_driver}")
             is_sqlite = False
             if variant.id == "postgresql-async-dependency":
                 reference_project = project

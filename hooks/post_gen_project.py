@@ -4,9 +4,9 @@ Everything variant-specific is data: ``_manifest`` in cookiecutter.json, which
 the template's own tests read too.
 
 - ``alternatives``: each key is a file of the generated project; the template
-  holds one version of it per combination of the listed prompts, named
-  ``<stem>.<choice>[-<choice>...]<suffix>``. The chosen version takes the
-  file's name, the others are deleted.
+  holds one version of it per combination of the listed prompts' ``choices``,
+  named ``<stem>.<choice>[-<choice>...]<suffix>``. The chosen version takes the
+  file's name; exactly the other versions are deleted, nothing else.
 - ``only``: each key is a file kept only when every listed prompt has the
   listed answer; otherwise it is deleted.
 
@@ -14,6 +14,7 @@ The hook touches nothing outside the project and is safe to run twice
 (cruft re-runs it on update): no network, no git, no installs.
 """
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -26,11 +27,14 @@ CONTEXT = json.loads(
 def choose_alternative(target: str, axes: list[str]) -> None:
     dest = Path(target.format(**CONTEXT))
     chosen = "-".join(CONTEXT[axis] for axis in axes)
-    for candidate in dest.parent.glob(f"{dest.stem}.*{dest.suffix}"):
-        if candidate.name == f"{dest.stem}.{chosen}{dest.suffix}":
-            candidate.replace(dest)
+    choices = CONTEXT["_manifest"]["choices"]
+    for combination in itertools.product(*(choices[axis] for axis in axes)):
+        version = dest.with_name(f"{dest.stem}.{'-'.join(combination)}{dest.suffix}")
+        if "-".join(combination) == chosen:
+            if version.is_file():  # absent when the hook runs again
+                version.replace(dest)
         else:
-            candidate.unlink()
+            version.unlink(missing_ok=True)
     if not dest.is_file():
         sys.exit(f"ERROR: no version of {target} for {chosen!r} in the template.")
 

@@ -7,28 +7,12 @@ name leaves nothing behind. One line on stderr says which value and why.
 import keyword
 import sys
 
-# Top-level names the generated project imports, runs or contains, besides the stdlib.
-IMPORTED = frozenset(
-    {
-        "aiosqlite",
-        "alembic",
-        "asyncpg",
-        "fastapi",
-        "httpx",
-        "migrations",
-        "mypy",
-        "psycopg",
-        "pydantic",
-        "pydantic_settings",
-        "pytest",
-        "ruff",
-        "sqlalchemy",
-        "starlette",
-        "test",
-        "tests",
-        "uvicorn",
-    }
-)
+MANIFEST = {{ cookiecutter._manifest | tojson }}
+# What the generated project imports (kept equal to its code by the template's
+# tests) and what it loads by name: database drivers, tools run as modules.
+IMPORTED = frozenset(MANIFEST["imports"]) | frozenset(MANIFEST["loads"])
+# Folders of the generated project that are importable from its root.
+OWN = frozenset({"migrations", "tests"})
 
 
 def problem(name: str) -> str | None:
@@ -42,7 +26,9 @@ def problem(name: str) -> str | None:
     if name in sys.stdlib_module_names:
         return f"would shadow the standard library module {name!r}"
     if name in IMPORTED:
-        return f"would shadow {name!r}, which the generated project imports or contains"
+        return f"would shadow {name!r}, which the generated project imports"
+    if name in OWN:
+        return f"is the name of the generated project's own {name!r} folder"
     return None
 
 

@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from psycopg import sql
 from pytest_cookies.plugin import Cookies
 
 from .matrix import TEMPLATE_DIR
+
+# The command-line tools installed next to the interpreter that runs the tests.
+COOKIECUTTER_CLI = str(Path(sys.executable).with_name("cookiecutter"))
+CRUFT_CLI = str(Path(sys.executable).with_name("cruft"))
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -33,18 +33,25 @@ class Variant:
         return {axis: getattr(self, axis) for axis in AXES}
 
     @property
+    def sqlalchemy_driver(self) -> str:
+        """The driver part of the variant's SQLAlchemy URL (``sqlite+<driver>://``)."""
+        return DRIVERS[(self.database, self.driver)][0]
+
+    @property
     def driver_packages(self) -> set[str]:
         """The database driver distributions this variant must depend on (none: stdlib sqlite3)."""
-        return {
-            ("postgresql", "async"): {"asyncpg"},
-            ("postgresql", "sync"): {"psycopg"},
-            ("sqlite", "async"): {"aiosqlite"},
-            ("sqlite", "sync"): set(),
-        }[(self.database, self.driver)]
+        return DRIVERS[(self.database, self.driver)][1]
 
 
+# (database, driver) -> (SQLAlchemy's driver name, the distributions that provide it)
+DRIVERS: dict[tuple[str, str], tuple[str, set[str]]] = {
+    ("postgresql", "async"): ("asyncpg", {"asyncpg"}),
+    ("postgresql", "sync"): ("psycopg", {"psycopg"}),
+    ("sqlite", "async"): ("aiosqlite", {"aiosqlite"}),
+    ("sqlite", "sync"): ("pysqlite", set()),
+}
 # Every driver distribution any variant may depend on.
-DRIVER_PACKAGES = {"asyncpg", "psycopg", "aiosqlite"}
+DRIVER_PACKAGES = set().union(*(packages for _, packages in DRIVERS.values()))
 
 
 VARIANTS = [Variant(*combo) for combo in itertools.product(*(COOKIECUTTER[axis] for axis in AXES))]

@@ -1,5 +1,6 @@
 """Baking every variant: what lands on disk, and nothing else."""
 
+import ast
 import re
 import statistics
 import time
@@ -9,11 +10,14 @@ import pytest
 from pytest_cookies.plugin import Cookies
 
 from .conftest import bake
+from .declared_imports import CODE_FOLDERS, third_party_imports
 from .matrix import (
+    AXES,
     COOKIECUTTER,
     DRIVER_PACKAGES,
     MANIFEST,
     PROJECT_TEMPLATE,
+    TEMPLATE_DIR,
     VARIANTS,
     Variant,
     alternative_sources,
@@ -87,7 +91,8 @@ def test_routes_and_repository_are_the_same_text_in_both_strategies(
 def test_variant_specific_code_is_where_it_belongs(cookies: Cookies, variant: Variant) -> None:
     project = bake(cookies, **variant.context)
     src = project / "src/my_service"
-    session = (src / "db/session.py").read_text()
+    session = (src / "session.py").read_text()
+    transaction = (src / "db/transaction.py").read_text()
     main = (src / "main.py").read_text()
     routes = (src / "items/routes.py").read_text()
     pyproject = (project / "pyproject.toml").read_text()
@@ -102,13 +107,54 @@ def test_variant_specific_code_is_where_it_belongs(cookies: Cookies, variant: Va
         assert "Middleware" not in main
     if variant.driver == "async":
         assert "async def create_item" in routes
+        assert "AsyncSession" in transaction
         assert '"sqlalchemy[asyncio]' in pyproject
     else:
         assert "async def" not in routes
         assert "await" not in routes
+        assert "to_thread.run_sync" in transaction
         assert "sqlalchemy[asyncio]" not in pyproject
     declared = {d for d in DRIVER_PACKAGES if re.search(rf'^\s*"{d}[\[>=]', pyproject, re.M)}
     assert declared == variant.driver_packages
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
+def test_the_database_layer_imports_nothing_of_the_http_layer(
+    cookies: Cookies, variant: Variant
+) -> None:
+    db = bake(cookies, **variant.context) / "src/my_service/db"
+    http = {"fastapi", "starlette", "my_service.errors", "my_service.session", "my_service.main"}
+
+    for module in db.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                name = node.module or ""
+                imported.add(f"my_service.{name}" if node.level == 2 else name)
+        reached = {name for name in imported if name.split(".")[0] in http or name in http}
+        assert not reached, f"db/{module.name} imports {reached}"
+
+
+def test_reserved_names_are_what_the_projects_import(cookies: Cookies) -> None:
+    """The pre-generation hook refuses these names: they must be exactly what the code imports."""
+    imported: set[str] = set()
+    for variant in VARIANTS:
+        project = bake(cookies, **variant.context)
+        imported |= third_party_imports(project, *CODE_FOLDERS)
+
+    assert sorted(imported) == MANIFEST["imports"]
+    assert DRIVER_PACKAGES <= set(MANIFEST["loads"])
+
+
+def test_the_manifest_choices_are_the_prompts_choices() -> None:
+    for axis, choices in MANIFEST["choices"].items():
+        assert choices == COOKIECUTTER[axis]
+    axes = {axis for axes in MANIFEST["alternatives"].values() for axis in axes}
+    assert axes | {axis for answers in MANIFEST["only"].values() for axis in answers} <= set(
+        MANIFEST["choices"]
+    )
 
 
 def test_one_bake_takes_under_a_second(cookies: Cookies) -> None:
@@ -150,11 +196,23 @@ def test_python_version_reaches_every_tool(cookies: Cookies, python_version: str
     assert f'python_version = "{python_version}"' in pyproject
 
 
-def test_defaults_are_the_documented_ones() -> None:
-    assert COOKIECUTTER["database"][0] == "sqlite"
-    assert COOKIECUTTER["driver"][0] == "async"
-    assert COOKIECUTTER["session_strategy"][0] == "dependency"
-    assert COOKIECUTTER["python_version"][0] == "3.11"
+def test_no_answers_bake_the_documented_default_variant(cookies: Cookies) -> None:
+    """The template README's prompt table names the defaults; a bake without answers has them."""
+    readme = (TEMPLATE_DIR / "README.md").read_text()
+    documented = {
+        axis: re.search(rf"^\| `{axis}` \| (\S+) \|", readme, re.M) for axis in AXES + ("license",)
+    }
+    defaults = {axis: match.group(1) for axis, match in documented.items() if match}
+    assert set(defaults) == set(documented)
+
+    plain = bake(cookies)
+    explicit = bake(cookies, **defaults)
+
+    assert files_of(plain) == files_of(explicit)
+    for name in files_of(plain):
+        assert (plain / name).read_bytes() == (explicit / name).read_bytes(), name
+    assert "create_async_engine" in (plain / "src/my_service/db/engine.py").read_text()
+    assert "sqlite" in (plain / "src/my_service/db/engine.py").read_text()
 
 
 def test_every_prompt_has_a_readable_question() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from .conftest import COOKIECUTTER_CLI
 from .matrix import COOKIECUTTER, TEMPLATE_DIR
 
-COOKIECUTTER_CLI = str(Path(sys.executable).with_name("cookiecutter"))
 PROMPTS = COOKIECUTTER["__prompts__"]
 
 # What a person types: free text, Enter for a suggested default, or a choice.
@@ -68,7 +68,7 @@ def test_a_person_answers_every_question(tmp_path: Path) -> None:
     assert 'requires-python = ">=3.12"' in pyproject
     assert 'license = "Apache-2.0"' in pyproject
     assert '"psycopg[binary]' in pyproject
-    assert "class SessionMiddleware" in (project / "src/orders/db/session.py").read_text()
+    assert "class SessionMiddleware" in (project / "src/orders/session.py").read_text()
     assert "def create_item(" in (project / "src/orders/items/routes.py").read_text()
     assert "async def" not in (project / "src/orders/items/routes.py").read_text()
 
@@ -109,4 +109,4 @@ def test_replay_bakes_the_same_project_again(tmp_path: Path, config_file: Path) 
     )
 
     assert tree(second / "replayed") == tree(first / "replayed")
-    assert "class SessionMiddleware" in tree(second / "replayed")["src/replayed/db/session.py"]
+    assert "class SessionMiddleware" in tree(second / "replayed")["src/replayed/session.py"]

@@ -22,7 +22,7 @@ from pytest_cookies.plugin import Cookies
 from uv import find_uv_bin
 
 from .conftest import Postgres, bake
-from .matrix import DRIVER_PACKAGES, Variant, selected_variants
+from .matrix import DRIVER_PACKAGES, TEMPLATE_DIR, Variant, selected_variants
 
 pytestmark = pytest.mark.matrix
 
@@ -74,14 +74,13 @@ def database_url(
 ) -> Iterator[str]:
     """A throwaway database for the variant: a SQLite file, or a PostgreSQL database dropped after."""
     if variant.database == "sqlite":
-        driver = "aiosqlite" if variant.driver == "async" else "pysqlite"
-        yield f"sqlite+{driver}:///{tmp_path_factory.mktemp('sqlite') / 'matrix.db'}"
+        yield f"sqlite+{variant.sqlalchemy_driver}:///{tmp_path_factory.mktemp('sqlite') / 'matrix.db'}"
         return
     postgres: Postgres = request.getfixturevalue("postgres")
     name = f"template_{variant.id.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
     postgres.create_database(name)
     try:
-        yield postgres.sqlalchemy_url(name, "asyncpg" if variant.driver == "async" else "psycopg")
+        yield postgres.sqlalchemy_url(name, variant.sqlalchemy_driver)
     finally:
         postgres.drop_database(name)
     assert not postgres.database_exists(name)
@@ -159,53 +158,9 @@ def test_own_suite_passes_against_a_real_database(
     assert int(match.group(1)) >= 50
 
 
-# Run inside the variant's own environment: which distributions provide the
-# modules its code imports, against what its pyproject.toml declares.
-IMPORTS_VS_DECLARED = r"""
-import ast, json, re, sys, tomllib
-from importlib.metadata import packages_distributions
-from pathlib import Path
-
-def normalize(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-def declared(requirements):
-    return {normalize(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in requirements}
-
-def imported(*folders):
-    names = set()
-    for folder in folders:
-        for path in Path(folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Import):
-                    names |= {alias.name.split(".")[0] for alias in node.names}
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names.add(node.module.split(".")[0])
-    return names
-
-pyproject = tomllib.loads(Path("pyproject.toml").read_text())
-own = {p.name for p in Path("src").iterdir()} | {"tests"}
-providers = packages_distributions()
-
-def undeclared(modules, allowed):
-    missing = {}
-    for module in sorted(modules - set(sys.stdlib_module_names) - own):
-        dists = {normalize(d) for d in providers.get(module, [module])}
-        if not dists & allowed:
-            missing[module] = sorted(dists)
-    return missing
-
-runtime = declared(pyproject["project"]["dependencies"])
-dev = runtime | declared(pyproject["dependency-groups"]["dev"])
-print(json.dumps({
-    "runtime": undeclared(imported("src", "migrations"), runtime),
-    "dev": undeclared(imported("tests"), dev),
-}))
-"""
-
-
 def test_declares_what_its_code_imports(project: Project) -> None:
-    report = json.loads(project.uv_run("python", "-c", IMPORTS_VS_DECLARED))
+    checker = TEMPLATE_DIR / "tests/declared_imports.py"
+    report = json.loads(project.uv_run("python", str(checker)))
 
     assert report == {"runtime": {}, "dev": {}}, "imported but not declared"
 

@@ -107,8 +107,7 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
         assert db["volumes"] == ["db-data:/var/lib/postgresql/data"]
         assert "db-data" in compose["volumes"]
         assert migrate["depends_on"]["db"] == {"condition": "service_healthy"}
-        driver = "asyncpg" if variant.driver == "async" else "psycopg"
-        assert url == f"postgresql+{driver}://postgres:postgres@db:5432/{PACKAGE}"
+        assert url == f"postgresql+{variant.sqlalchemy_driver}://postgres:postgres@db:5432/{PACKAGE}"
     else:
         assert set(services) == {"migrate", "app"}
         assert app["volumes"] == migrate["volumes"] == ["app-data:/data"]
@@ -151,30 +150,32 @@ def test_ci_workflow(baked: tuple[Variant, Path]) -> None:
         assert "services" not in job
 
 
-def test_task_runner_has_the_everyday_verbs(baked: tuple[Variant, Path]) -> None:
+def test_every_make_verb_is_listed_by_help_and_runs_through_uv(
+    baked: tuple[Variant, Path],
+) -> None:
     _, project = baked
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
 
-    def dry_run(target: str, *args: str) -> list[str]:
+    def make_output(*args: str) -> list[str]:
         result = subprocess.run(
-            [make, "-n", target, *args], cwd=project, capture_output=True, text=True, check=True
+            [make, *args], cwd=project, capture_output=True, text=True, check=True
         )
         return result.stdout.splitlines()
 
-    assert dry_run("install") == ["uv sync", "uv run pre-commit install"]
-    assert dry_run("run") == [
-        "uv run alembic upgrade head",
-        f"uv run uvicorn {PACKAGE}.main:app --reload",
-    ]
-    assert dry_run("migrate") == ["uv run alembic upgrade head"]
-    assert dry_run("revision", "m=add a column") == [
-        'uv run alembic revision --autogenerate -m "add a column"'
-    ]
-    assert dry_run("test") == ["uv run pytest"]
-    assert dry_run("lint") == ["uv run ruff check .", "uv run ruff format --check .", "uv run mypy"]
-    assert dry_run("format") == ["uv run ruff format .", "uv run ruff check --fix ."]
+    phony = re.search(r"^\.PHONY: (.+)$", (project / "Makefile").read_text(), re.M)
+    assert phony is not None
+    verbs = phony.group(1).split()
+    listed = dict(line.split("\t", 1) for line in make_output("help"))
+    assert sorted(listed) == sorted(verbs)
+    assert all(description.strip() for description in listed.values())
+    for verb in set(verbs) - {"help"}:
+        commands = make_output("-n", verb, "m=a change")
+        assert commands, verb
+        assert all(command.startswith(("uv sync", "uv run ")) for command in commands), commands
+    # Serving migrates first.
+    assert make_output("-n", "run")[0] == "uv run alembic upgrade head"
 
 
 def test_pre_commit_runs_offline_from_the_project_environment(baked: tuple[Variant, Path]) -> None:

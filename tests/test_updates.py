@@ -8,14 +8,12 @@ from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
 from cookiecutter.utils import create_env_with_context
 
-from .conftest import git
+from .conftest import COOKIECUTTER_CLI, CRUFT_CLI, git
 from .matrix import TEMPLATE_DIR
-
-CRUFT = str(Path(sys.executable).with_name("cruft"))
 
 
 def cruft(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CRUFT, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    return subprocess.run([CRUFT_CLI, *args], cwd=cwd, capture_output=True, text=True, check=False)
 
 
 def test_cruft_create_check_and_update(template_repo: Path, tmp_path: Path) -> None:
@@ -36,7 +34,7 @@ def test_cruft_create_check_and_update(template_repo: Path, tmp_path: Path) -> N
 
     # Upstream changes the middleware: a file that is one of several alternatives.
     middleware = template_repo / (
-        "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/db/session.middleware-async.py"
+        "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/session.middleware.py"
     )
     text = middleware.read_text().replace(
         "class SessionMiddleware:", "class SessionMiddleware:  # v2"
@@ -48,10 +46,19 @@ def test_cruft_create_check_and_update(template_repo: Path, tmp_path: Path) -> N
     updated = cruft("update", "--skip-apply-ask", "-y", cwd=project)
     assert updated.returncode == 0, updated.stdout + updated.stderr
 
-    session = (project / "src/my_service/db/session.py").read_text()
+    session = (project / "src/my_service/session.py").read_text()
     assert "class SessionMiddleware:  # v2" in session
-    assert not list(project.rglob("session.*-*.py")), "alternatives leaked into the project"
+    assert not list(project.rglob("session.*.py")), "alternatives leaked into the project"
     assert cruft("check", cwd=project).returncode == 0
+
+
+def bake_with_cli(template: Path, output_dir: Path) -> Path:
+    subprocess.run(
+        [COOKIECUTTER_CLI, "--no-input", "-o", str(output_dir), str(template)],
+        check=True,
+        capture_output=True,
+    )
+    return output_dir / "my_service"
 
 
 def test_post_gen_hook_is_idempotent(tmp_path: Path) -> None:
@@ -62,20 +69,23 @@ def test_post_gen_hook_is_idempotent(tmp_path: Path) -> None:
     hook = tmp_path / "post_gen_project.py"
     source = (TEMPLATE_DIR / "hooks/post_gen_project.py").read_text()
     hook.write_text(env.from_string(source).render(cookiecutter=answers))
-    subprocess.run(
-        [
-            sys.executable.replace("python", "cookiecutter"),
-            "--no-input",
-            "-o",
-            str(tmp_path),
-            str(TEMPLATE_DIR),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    project = tmp_path / "my_service"
+    project = bake_with_cli(TEMPLATE_DIR, tmp_path)
     before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
 
     subprocess.run([sys.executable, str(hook)], cwd=project, check=True, capture_output=True)
 
     assert {p: p.read_bytes() for p in project.rglob("*") if p.is_file()} == before
+
+
+def test_post_gen_hook_deletes_only_the_manifests_alternatives(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """A file that merely looks like an alternative is the project's own, and stays."""
+    db = template_repo / "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/db"
+    (db / "engine.helpers.py").write_text('"""Not an alternative of engine.py."""\n')
+
+    project = bake_with_cli(template_repo, tmp_path / "out")
+
+    assert (project / "src/my_service/db/engine.helpers.py").is_file()
+    assert not (project / "src/my_service/db/engine.postgresql.py").exists()
+    assert "sqlite" in (project / "src/my_service/db/engine.py").read_text()

@@ -365,3 +365,4 @@ async def test_an_unrelated_os_error_is_not_database_unavailable(app: FastAPI) -
 
     assert response.status_code == 500
     assert "retry-after" not in response.headers
+    assert "database" not in response.text.lower()
