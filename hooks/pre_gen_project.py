@@ -4,10 +4,13 @@ Cookiecutter stops on exit code 1 and removes what it generated, so a bad
 name leaves nothing behind. One line on stderr says which value and why.
 """
 
+import json
 import keyword
 import sys
 
-MANIFEST = {{ cookiecutter._manifest | tojson }}
+MANIFEST = json.loads(
+    r"""{{ cookiecutter._manifest | tojson }}"""
+)
 # What the generated project imports (kept equal to its code by the template's
 # tests) and what it loads by name: database drivers, tools run as modules.
 IMPORTED = frozenset(MANIFEST["imports"]) | frozenset(MANIFEST["loads"])

@@ -145,7 +145,7 @@ def test_reserved_names_are_what_the_projects_import(cookies: Cookies) -> None:
         imported |= third_party_imports(project, *CODE_FOLDERS)
 
     assert sorted(imported) == MANIFEST["imports"]
-    assert DRIVER_PACKAGES <= set(MANIFEST["loads"])
+    assert set(MANIFEST["loads"]) >= DRIVER_PACKAGES
 
 
 def test_the_manifest_choices_are_the_prompts_choices() -> None:
@@ -200,7 +200,7 @@ def test_no_answers_bake_the_documented_default_variant(cookies: Cookies) -> Non
     """The template README's prompt table names the defaults; a bake without answers has them."""
     readme = (TEMPLATE_DIR / "README.md").read_text()
     documented = {
-        axis: re.search(rf"^\| `{axis}` \| (\S+) \|", readme, re.M) for axis in AXES + ("license",)
+        axis: re.search(rf"^\| `{axis}` \| (\S+) \|", readme, re.M) for axis in (*AXES, "license")
     }
     defaults = {axis: match.group(1) for axis, match in documented.items() if match}
     assert set(defaults) == set(documented)

@@ -107,7 +107,9 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
         assert db["volumes"] == ["db-data:/var/lib/postgresql/data"]
         assert "db-data" in compose["volumes"]
         assert migrate["depends_on"]["db"] == {"condition": "service_healthy"}
-        assert url == f"postgresql+{variant.sqlalchemy_driver}://postgres:postgres@db:5432/{PACKAGE}"
+        assert (
+            url == f"postgresql+{variant.sqlalchemy_driver}://postgres:postgres@db:5432/{PACKAGE}"
+        )
     else:
         assert set(services) == {"migrate", "app"}
         assert app["volumes"] == migrate["volumes"] == ["app-data:/data"]

@@ -27,21 +27,9 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
     """An engine for ``settings.database_url``; the caller disposes of it."""
 {% if is_async %}
     engine = create_async_engine(
-        settings.database_url,
-        echo=settings.db_echo,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
-        connect_args={
-            "timeout": settings.db_pool_timeout,
-            "server_settings": {"application_name": APPLICATION_NAME},
-        },
-    )
-    event.listen(engine.sync_engine, "do_connect", _connect)
-    return engine
 {% else %}
     return create_engine(
+{% endif %}
         settings.database_url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
@@ -49,11 +37,19 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=True,
         connect_args={
+{% if is_async %}
+            "timeout": settings.db_pool_timeout,
+            "server_settings": {"application_name": APPLICATION_NAME},
+{% else %}
             # libpq counts whole seconds and treats less than 2 as 2.
             "connect_timeout": max(2, math.ceil(settings.db_pool_timeout)),
             "application_name": APPLICATION_NAME,
+{% endif %}
         },
     )
+{% if is_async %}
+    event.listen(engine.sync_engine, "do_connect", _connect)
+    return engine
 {% endif %}
 
 
