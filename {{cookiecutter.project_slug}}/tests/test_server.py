@@ -6,6 +6,7 @@
 import asyncio
 {% endif %}
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -78,10 +79,10 @@ def wal_file(database_url: str) -> Path:
 {% endif %}
 
 
-def test_sigterm_stops_the_server_cleanly(database_url: str, tmp_path: Path) -> None:
+def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn serving the app on a free port, its output in ``log`` (a file: a pipe
+    nobody reads would stall the server once full)."""
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"  # a file, not a pipe: a full pipe would stall the server
     with log.open("wb") as output:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app", "--port", str(port)],
@@ -90,8 +91,50 @@ def test_sigterm_stops_the_server_cleanly(database_url: str, tmp_path: Path) -> 
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+    wait_until_serving(f"http://127.0.0.1:{port}", server)
+    return server, port
+
+
+def exchange(connection: socket.socket, request: bytes) -> tuple[int, bytes]:
+    """Send one HTTP/1.1 request on an open connection; read its whole response."""
+    connection.sendall(request)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+    assert length is not None, head
+    while len(body) < int(length.group(1)):
+        body += connection.recv(65536)
+    return int(head.split()[1]), body
+
+
+def test_hostile_requests_keep_the_connection_usable(database_url: str, tmp_path: Path) -> None:
+    server, port = start_server(database_url, tmp_path / "server.log")
+    surrogate = b'{"name": "\\ud800"}'
+    requests = [
+        b"GET /items/99999999999999999999999 HTTP/1.1\r\nHost: test\r\n\r\n",
+        b"POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(surrogate)}\r\n\r\n".encode()
+        + surrogate,
+        b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n",
+    ]
     try:
-        wait_until_serving(base_url, server)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            answers = [exchange(connection, request) for request in requests]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    assert [status for status, _ in answers] == [422, 422, 200]
+    assert all(body.startswith(b'{"detail":') for _, body in answers[:2])
+
+
+def test_sigterm_stops_the_server_cleanly(database_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    server, port = start_server(database_url, log)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
         created = httpx2.post(f"{base_url}/items", json={"name": "served"})
         assert created.status_code == 201
         assert httpx2.get(f"{base_url}/items/{created.json()['id']}").status_code == 200

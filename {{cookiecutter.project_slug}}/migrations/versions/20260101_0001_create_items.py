@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_items")),
         sa.UniqueConstraint("name", name=op.f("uq_items_name")),
+        sqlite_autoincrement=True,
     )
 
 

@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("action", sa.String(length=20), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_item_events")),
+        sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_item_events_item_id"), "item_events", ["item_id"])
 

@@ -8,14 +8,24 @@ Every failure below ends as a JSON ``{"detail": ...}`` response:
   when the database is unreachable or no connection was free in time, 500
   otherwise. A commit that fails at the end of a request gets the same answer
   (``session.py``).
+- A request that fails validation: 422, whatever text it held (unpaired
+  surrogates included, which plain JSON encoding refuses).
+- A request body larger than ``MAX_REQUEST_BODY`` bytes: 413, before it is read.
+- Any other exception: 500, logged once with its traceback; the body names no
+  exception, SQL or setting, and the client's connection stays open.
 """
 
+import json
 import logging
+from typing import Any, cast
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db.engine import is_unique_violation
 from .db.errors import ConflictError
@@ -47,6 +57,13 @@ def database_error_response(error: Exception) -> JSONResponse:
     )
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: it can carry any text a client sent."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
 async def _database_error(_request: Request, error: Exception) -> JSONResponse:
     return database_error_response(error)
 
@@ -55,6 +72,86 @@ async def _conflict(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=status.HTTP_409_CONFLICT)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
+    errors = cast(RequestValidationError, error).errors()
+    return AsciiJSONResponse(
+        {"detail": jsonable_encoder(errors)},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+class BodyLimitMiddleware:
+    """Answers 413 to a request whose body is larger than ``max_bytes``, before parsing it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = f"The request body is larger than {self.max_bytes} bytes."
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse(
+                {"detail": detail}, status_code=status.HTTP_413_CONTENT_TOO_LARGE
+            )
+            await response(scope, receive, send)
+            return
+
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # FastAPI lets an HTTPException from reading the body through to its handler.
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an exception nothing else handled with a JSON 500, and logs it once.
+
+    Starlette's own last resort answers in plain text and re-raises, and the
+    server then closes the client's keep-alive connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception:
+            if started:
+                raise  # half a response went out: the server logs it and closes the connection
+            logger.exception("Unexpected error in %s %s", scope["method"], scope["path"])
+            response = JSONResponse(
+                {"detail": "Internal server error."},
+                status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+            )
+            await response(scope, receive, send)
+
+
+def install_error_handling(app: FastAPI, *, max_request_body: int) -> None:
+    """Register the handlers, and the middleware outside every other middleware."""
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_body)
+    app.add_middleware(UnexpectedErrorMiddleware)

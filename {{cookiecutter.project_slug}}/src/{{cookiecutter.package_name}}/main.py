@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from . import health
 from .db.transaction import Database
-from .errors import install_error_handlers
+from .errors import install_error_handling
 from .items.routes import router as items_router
 {% if cookiecutter.session_strategy == "middleware" %}
 from .session import SessionMiddleware
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 {% if cookiecutter.session_strategy == "middleware" %}
     app.add_middleware(SessionMiddleware)
 {% endif %}
-    install_error_handlers(app)
+    install_error_handling(app, max_request_body=settings.max_request_body)
     app.include_router(health.router)
     app.include_router(items_router)
     return app

@@ -20,6 +20,9 @@ from ..settings import Settings
 # Shown in pg_stat_activity, so operators can tell this service's connections apart.
 APPLICATION_NAME = "{{ cookiecutter.project_slug }}"
 
+# The largest value of an INTEGER column, such as a primary key.
+MAX_INTEGER = 2**31 - 1
+
 _UNIQUE_VIOLATION = "23505"
 
 

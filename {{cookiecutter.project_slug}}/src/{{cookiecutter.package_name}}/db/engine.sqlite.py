@@ -20,6 +20,9 @@ from sqlalchemy.exc import IntegrityError
 
 from ..settings import Settings
 
+# The largest value of an INTEGER column, such as a primary key.
+MAX_INTEGER = 2**63 - 1
+
 _UNIQUE_ERRORS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
 
 

@@ -12,6 +12,8 @@ NAME_MAX_LENGTH = 100
 
 class Item(Base):
     __tablename__ = "items"
+    # On SQLite too, the id of a deleted item is never handed out again.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), unique=True)
@@ -25,6 +27,7 @@ class ItemEvent(Base):
     """
 
     __tablename__ = "item_events"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(index=True)

@@ -2,12 +2,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Query, status
+from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, status
 
 from ..session import DatabaseDep, SessionDep
 from .models import Item
 from .repository import ItemRepository
-from .schemas import ItemCreate, ItemPage, ItemRead, ItemUpdate
+from .schemas import ItemCreate, ItemId, ItemPage, ItemRead, ItemUpdate, Limit, Offset
 from .tasks import record_event
 
 router = APIRouter(prefix="/items", tags=["items"])
@@ -42,22 +42,22 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No item has 
 @router.get("")
 {{ cookiecutter.__async }}def list_items(
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Offset = 0,
+    limit: Limit = 50,
 ) -> ItemPage:
     items, total = {{ cookiecutter.__await }}ItemRepository(session).page(offset=offset, limit=limit)
     return ItemPage(items=[ItemRead.model_validate(item) for item in items], total=total)
 
 
 @router.get("/{item_id}", responses=NOT_FOUND)
-{{ cookiecutter.__async }}def get_item(item_id: int, session: SessionDep) -> ItemRead:
+{{ cookiecutter.__async }}def get_item(item_id: ItemId, session: SessionDep) -> ItemRead:
     repository = ItemRepository(session)
     return ItemRead.model_validate({{ cookiecutter.__await }}_get_or_404(repository, item_id))
 
 
 @router.patch("/{item_id}", responses={**NOT_FOUND, **CONFLICT})
 {{ cookiecutter.__async }}def update_item(
-    item_id: int,
+    item_id: ItemId,
     changes: ItemUpdate,
     session: SessionDep,
     database: DatabaseDep,
@@ -72,7 +72,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No item has 
 
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 {{ cookiecutter.__async }}def delete_item(
-    item_id: int, session: SessionDep, database: DatabaseDep, background: BackgroundTasks
+    item_id: ItemId, session: SessionDep, database: DatabaseDep, background: BackgroundTasks
 ) -> None:
     repository = ItemRepository(session)
     {{ cookiecutter.__await }}repository.delete({{ cookiecutter.__await }}_get_or_404(repository, item_id))

@@ -2,12 +2,28 @@
 
 from typing import Annotated, Self
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..db.engine import MAX_INTEGER
 from .models import NAME_MAX_LENGTH
 
-Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH, examples=["Widget"])]
-Description = Annotated[str | None, Field(max_length=10_000, examples=["A small widget."])]
+# Text the database can store: PostgreSQL refuses NUL characters (and pydantic
+# refuses unpaired surrogates, which no database can store).
+STORABLE_TEXT = r"^[^\x00]*$"
+
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=STORABLE_TEXT, examples=["Widget"]),
+]
+Description = Annotated[
+    str | None, Field(max_length=10_000, pattern=STORABLE_TEXT, examples=["A small widget."])
+]
+# What the id column can hold: a larger id names no item.
+ItemId = Annotated[int, Path(ge=1, le=MAX_INTEGER)]
+# What OFFSET takes: a 64-bit integer.
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
+Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 class ItemCreate(BaseModel):
