@@ -7,6 +7,8 @@
                                             install and migrate it, and serve it on :8000
     python3 tasks.py bench [ARGS...]        load every variant and the reference apps with wrk;
                                             write benchmarks/results.{md,json,png} (needs wrk)
+    python3 tasks.py contention [ARGS...]   40 clients creating, reading and updating the same
+                                            20 rows of each SQLite variant (needs wrk)
 
 uv comes from PATH, or is installed once into .bootstrap/ with pip. The
 template's own tools are pinned in uv.lock and installed into .venv.
@@ -55,12 +57,12 @@ def test(pytest_args: list[str]) -> None:
     run(uv, "run", "--frozen", "pytest", "-n", jobs, "--dist", "loadgroup", *pytest_args)
 
 
-def bench(args: list[str]) -> None:
+def bench(script: str, args: list[str]) -> None:
     uv = find_uv()
     run(
         uv, "sync", "--frozen", "--group", "bench", "--compile-bytecode", "--python", sys.executable
     )
-    run(uv, "run", "--frozen", "python", "benchmarks/run.py", *args)
+    run(uv, "run", "--frozen", "python", f"benchmarks/{script}.py", *args)
 
 
 def demo(output_dir: Path) -> None:
@@ -90,14 +92,16 @@ def demo(output_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"test", "demo", "bench"}:
+    if not argv or argv[0] not in {"test", "demo", "bench", "contention"}:
         print(__doc__, file=sys.stderr)
         return 2
     try:
         if argv[0] == "test":
             test(argv[1:])
         elif argv[0] == "bench":
-            bench(argv[1:])
+            bench("run", argv[1:])
+        elif argv[0] == "contention":
+            bench("contention", argv[1:])
         else:
             demo(Path(argv[1]).resolve() if len(argv) > 1 else ROOT / "build" / "demo")
     except subprocess.CalledProcessError as error:

@@ -180,36 +180,39 @@ def uvicorn(python: Path, app: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def variant_target(variant: Variant, work: Path, env: dict[str, str]) -> Target:
+    """The variant baked, installed and migrated onto a fresh database, ready to serve."""
+    log(f"baking and installing {variant.id}")
+    project = bake_and_install(variant, work)
+    if variant.database == "sqlite":
+        path = work / f"{variant.id}.db"
+        url = f"sqlite+{variant.sqlalchemy_driver}:///{path}"
+        database, is_sqlite = str(path), True
+    else:
+        database = f"bench_{variant.id.replace('-', '_')}"
+        recreate_database(database)
+        url = postgres_url(database, f"postgresql+{variant.sqlalchemy_driver}")
+        is_sqlite = False
+    migrate(project, url)
+    return Target(
+        name=variant.id,
+        label=variant.id,
+        command=uvicorn(project / ".venv/bin/python", "my_service.main:app"),
+        cwd=project,
+        env={**env, "DATABASE_URL": url},
+        database=database,
+        sqlite=is_sqlite,
+    )
+
+
 def build_targets(variants: list[Variant], work: Path) -> list[Target]:
     targets: list[Target] = []
     reference_project: Path | None = None
     pool = {"DB_POOL_SIZE": str(POOL_SIZE), "DB_MAX_OVERFLOW": "0"}
     for variant in variants:
-        log(f"baking and installing {variant.id}")
-        project = bake_and_install(variant, work)
-        if variant.database == "sqlite":
-            path = work / f"{variant.id}.db"
-            url = f"sqlite+{variant.sqlalchemy_driver}:///{path}"
-            database, is_sqlite = str(path), True
-        else:
-            database = f"bench_{variant.id.replace('-', '_')}"
-            recreate_database(database)
-            url = postgres_url(database, f"postgresql+{variant.sqlalchemy_driver}")
-            is_sqlite = False
-            if variant.id == "postgresql-async-dependency":
-                reference_project = project
-        migrate(project, url)
-        targets.append(
-            Target(
-                name=variant.id,
-                label=variant.id,
-                command=uvicorn(project / ".venv/bin/python", "my_service.main:app"),
-                cwd=project,
-                env={**pool, "DATABASE_URL": url},
-                database=database,
-                sqlite=is_sqlite,
-            )
-        )
+        targets.append(variant_target(variant, work, pool))
+        if variant.id == "postgresql-async-dependency":
+            reference_project = targets[-1].cwd
     if reference_project is None:
         reference_project = bake_and_install(VARIANTS[4], work)  # postgresql-async-dependency
     python = reference_project / ".venv/bin/python"
@@ -257,12 +260,14 @@ def start(target: Target, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit(f"{target.name} did not start")
 
 
-def wrk(port: int, endpoint: str, duration: float, scripts: Path) -> dict[str, int]:
+def wrk(
+    port: int, endpoint: str, duration: float, scripts: Path, connections: int = CONNECTIONS
+) -> dict[str, int]:
     script = scripts / f"{endpoint}.lua"
     text = WRK_SCRIPTS[endpoint].replace("PREFIX", uuid.uuid4().hex[:12]) + WRK_REPORT
     script.write_text(text)
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(script),
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(script),
          f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip

@@ -72,3 +72,48 @@ async def test_more_requests_than_threads_on_a_small_pool(settings: Settings) ->
 
     assert [response.status_code for response in responses] == [201] * requests
     assert time.monotonic() - started < tight.db_pool_timeout
+
+
+async def test_clients_writing_the_same_rows_all_succeed(committed_app: FastAPI) -> None:
+    """40 clients at once creating items, and reading and updating the same 20."""
+    async with client_of(committed_app) as client:
+        rows = [await client.post("/items", json={"name": f"row-{n}"}) for n in range(20)]
+        ids = [row.json()["id"] for row in rows]
+
+        async def one_client(k: int) -> list[int]:
+            statuses = []
+            for step in range(10):
+                item_url = f"/items/{ids[(k * 7 + step) % len(ids)]}"
+                if (k + step) % 3 == 0:
+                    response = await client.post("/items", json={"name": f"new-{k}-{step}"})
+                elif (k + step) % 3 == 1:
+                    response = await client.get(item_url)
+                else:
+                    response = await client.patch(item_url, json={"description": f"{k}-{step}"})
+                statuses.append(response.status_code)
+            return statuses
+
+        answers = await asyncio.gather(*(one_client(k) for k in range(40)))
+
+    assert {status for statuses in answers for status in statuses} <= {200, 201}
+
+
+async def test_two_clients_racing_with_the_same_etag_cannot_both_win(
+    committed_app: FastAPI,
+) -> None:
+    async with client_of(committed_app) as client:
+        item = (await client.post("/items", json={"name": "Widget"})).json()
+        seen = (await client.get(f"/items/{item['id']}")).headers["etag"]
+
+        async def change(description: str, headers: dict[str, str]) -> int:
+            body = {"description": description}
+            response = await client.patch(f"/items/{item['id']}", json=body, headers=headers)
+            return response.status_code
+
+        with_etag = await asyncio.gather(*(change(f"c{n}", {"If-Match": seen}) for n in range(2)))
+        without = await asyncio.gather(*(change(f"last{n}", {}) for n in range(2)))
+        final = (await client.get(f"/items/{item['id']}")).json()
+
+    assert sorted(with_etag) == [200, 412]  # no lost update: the loser is told
+    assert without == [200, 200]  # without If-Match, the last writer wins
+    assert final["description"] in {"last0", "last1"}

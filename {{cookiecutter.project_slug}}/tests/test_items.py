@@ -274,3 +274,43 @@ async def test_bulk_rejects_invalid_lists(
 
     assert response.status_code == 422
     assert await stored_names(connection) == []
+
+
+async def test_every_item_answer_carries_its_version_as_etag(client: AsyncClient) -> None:
+    created = await client.post("/items", json={"name": "Widget"})
+    read = await client.get(f"/items/{created.json()['id']}")
+    changed = await client.patch(f"/items/{created.json()['id']}", json={"description": "Big"})
+
+    assert created.headers["etag"] == read.headers["etag"] == '"1"'
+    assert changed.headers["etag"] == '"2"'
+
+
+@pytest.mark.parametrize(
+    ("if_match", "status_code"),
+    [('"1"', 200), ('"0", "1"', 200), ("*", 200), ('"2"', 412), ('W/"1"', 412)],
+)
+async def test_patch_applies_only_to_the_version_in_if_match(
+    client: AsyncClient, if_match: str, status_code: int
+) -> None:
+    item = await create(client, "Widget", "Small")
+
+    response = await client.patch(
+        f"/items/{item['id']}", json={"description": "Large"}, headers={"If-Match": if_match}
+    )
+
+    assert response.status_code == status_code
+    stored = (await client.get(f"/items/{item['id']}")).json()
+    assert stored["description"] == ("Large" if status_code == 200 else "Small")
+    if status_code == 412:
+        assert response.headers["etag"] == '"1"'
+
+
+async def test_delete_with_a_stale_etag_is_refused(client: AsyncClient) -> None:
+    item = await create(client, "Widget")
+    await client.patch(f"/items/{item['id']}", json={"description": "changed"})
+
+    stale = await client.delete(f"/items/{item['id']}", headers={"If-Match": '"1"'})
+    current = await client.delete(f"/items/{item['id']}", headers={"If-Match": '"2"'})
+
+    assert stale.status_code == 412
+    assert current.status_code == 204

@@ -148,6 +148,7 @@ def test_routes(app: FastAPI, hold: Hold) -> None:
 
 async def names_seen_by(engine: {{ Engine }}) -> list[str]:
     {{ cookiecutter.__async }}with engine.connect() as connection:
+        {{ cookiecutter.__await }}connection.execution_options(writes=False)  # reads: no write lock
         return list({{ cookiecutter.__await }}connection.scalars(select(Item.name).order_by(Item.name)))
 
 

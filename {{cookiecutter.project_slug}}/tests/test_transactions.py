@@ -21,11 +21,11 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from httpx2 import AsyncClient
 {% if is_async %}
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 {% else %}
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 {% endif %}
@@ -47,12 +47,14 @@ Send = Callable[[Message], Awaitable[None]]
 async def names_seen_by(engine: {{ Engine }}) -> list[str]:
     """The item names as a fresh connection of ``engine`` sees them."""
     {{ cookiecutter.__async }}with engine.connect() as connection:
+        {{ cookiecutter.__await }}connection.execution_options(writes=False)  # reads: no write lock
         return list({{ cookiecutter.__await }}connection.scalars(select(Item.name).order_by(Item.name)))
 
 
 async def events_seen_by(engine: {{ Engine }}) -> list[str]:
     """The logged item events, as a fresh connection of ``engine`` sees them."""
     {{ cookiecutter.__async }}with engine.connect() as connection:
+        {{ cookiecutter.__await }}connection.execution_options(writes=False)  # reads: no write lock
         return list({{ cookiecutter.__await }}connection.scalars(select(ItemEvent.action)))
 
 
@@ -114,6 +116,16 @@ def failing_routes(app: FastAPI) -> None:
     @app.post("/test/insert-null-at-commit", status_code=201)
     {{ cookiecutter.__async }}def insert_null_at_commit(session: SessionDep) -> None:
         session.add(Item(name=None))  # violates NOT NULL
+
+    @app.patch("/test/change-a-stale-item/{item_id}")
+    {{ cookiecutter.__async }}def change_a_stale_item(item_id: int, session: SessionDep) -> None:
+        item = {{ cookiecutter.__await }}session.get(Item, item_id)
+        assert item is not None
+        # Someone else's change lands between our read and our write.
+        bump = text("UPDATE items SET version = version + 1 WHERE id = :id")
+        {{ cookiecutter.__await }}session.execute(bump, {"id": item_id})
+        item.description = "ours"
+        {{ cookiecutter.__await }}session.flush()
 
 
 async def test_commit_is_visible_before_the_response_starts(
@@ -252,6 +264,16 @@ async def test_a_failed_rollback_still_answers_the_request_error(
     assert response.json() == body
     assert committed_app.state.database.engine.pool.checkedout() == 0
     assert await names_seen_by(reader) == []
+
+
+async def test_a_stale_version_at_flush_is_a_failed_precondition(client: AsyncClient) -> None:
+    item = (await client.post("/items", json={"name": "Widget"})).json()
+
+    response = await client.patch(f"/test/change-a-stale-item/{item['id']}")
+
+    assert response.status_code == 412
+    assert response.json() == {"detail": "The item changed since it was read; read it again."}
+    assert (await client.get(f"/items/{item['id']}")).json()["description"] is None
 
 
 async def test_isolation_hides_request_commits(client: AsyncClient, reader: {{ Engine }}) -> None:

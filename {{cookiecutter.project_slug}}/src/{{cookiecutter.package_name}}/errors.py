@@ -4,7 +4,8 @@ Every failure below ends as a JSON ``{"detail": ...}`` response:
 
 - ``ConflictError``, raised by a repository for a write that conflicts with
   stored data: 409 with its message.
-- Any SQLAlchemy error: 409 for a unique violation, 503 with ``Retry-After``
+- Any SQLAlchemy error: 409 for a unique violation, 412 for a row that changed
+  since it was read (its version no longer matches), 503 with ``Retry-After``
   when the database is unreachable or no connection was free in time, 500
   otherwise. A commit that fails at the end of a request gets the same answer
   (``session.py``).
@@ -25,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db.engine import is_unique_violation
@@ -42,6 +44,11 @@ def database_error_response(error: Exception) -> JSONResponse:
         return JSONResponse(
             {"detail": "The request conflicts with stored data."},
             status_code=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(error, StaleDataError):
+        return JSONResponse(
+            {"detail": "The item changed since it was read; read it again."},
+            status_code=status.HTTP_412_PRECONDITION_FAILED,
         )
     if isinstance(error, UNAVAILABLE):
         logger.warning("Database unavailable: %s", error)

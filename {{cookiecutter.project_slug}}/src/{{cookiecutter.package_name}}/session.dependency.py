@@ -30,6 +30,9 @@ from sqlalchemy.orm import Session
 
 from .db.transaction import Database
 
+# Requests that change nothing: their sessions begin read-only transactions.
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
@@ -40,8 +43,8 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 """The running service's database, for work outside the request's session."""
 
 
-async def get_session(database: DatabaseDep) -> AsyncIterator[{{ Session }}]:
-    async with database.open_session() as session:
+async def get_session(request: Request, database: DatabaseDep) -> AsyncIterator[{{ Session }}]:
+    async with database.open_session(writes=request.method not in READ_ONLY_METHODS) as session:
         yield session
 
 

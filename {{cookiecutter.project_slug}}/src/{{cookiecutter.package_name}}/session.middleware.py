@@ -35,12 +35,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .db.transaction import Database
 from .errors import database_error_response
 
+# Requests that change nothing: their sessions begin read-only transactions.
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class RequestSession:
     """The session of one request: opened on first use, ended once."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, writes: bool) -> None:
         self.database = database
+        self.writes = writes
         self.session: {{ Session }} | None = None
         self.ended = False
 
@@ -51,7 +55,7 @@ class RequestSession:
                 "open a session of its own with Database.open_session()."
             )
         if self.session is None:
-            self.session = await self.database.begin()
+            self.session = await self.database.begin(writes=self.writes)
         return self.session
 
     async def end(self, *, commit: bool) -> None:
@@ -75,7 +79,8 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_session = RequestSession(scope["app"].state.database)
+        writes = scope["method"] not in READ_ONLY_METHODS
+        request_session = RequestSession(scope["app"].state.database, writes=writes)
         scope.setdefault("state", {})["db"] = request_session
 
         async def send_after_commit(message: Message) -> None:

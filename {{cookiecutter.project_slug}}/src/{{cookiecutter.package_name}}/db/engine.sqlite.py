@@ -1,10 +1,21 @@
 {% set is_async = cookiecutter.driver == "async" %}
 """The SQLite engine ({{ "aiosqlite" if is_async else "the standard library's sqlite3" }}).
 
-SQLite needs two things on every connection: foreign keys switched on, and the
-driver's own transaction handling switched off so that SQLAlchemy's BEGIN,
-SAVEPOINT and ROLLBACK mean what they say (without it a SAVEPOINT is not
-honoured and a rolled-back test can leave rows behind).
+SQLite as a service database, set up on every connection:
+
+- the driver's own transaction handling switched off, so that SQLAlchemy's
+  BEGIN, SAVEPOINT and ROLLBACK mean what they say (without it a SAVEPOINT is
+  not honoured and a rolled-back test can leave rows behind);
+- foreign keys switched on;
+- write-ahead logging (readers never block the writer, nor it them) with
+  ``synchronous=NORMAL`` (durable at every checkpoint, and a crash cannot
+  corrupt the database);
+- a busy timeout of ``DB_POOL_TIMEOUT``: a writer waits its turn for the lock;
+- a unit of work that may write begins with ``BEGIN IMMEDIATE``, taking the
+  write lock up front. A deferred transaction that read first could not wait
+  for it later: SQLite would refuse it at once with "database is locked",
+  whatever the busy timeout. Read-only work (``writes=False``, such as GET
+  requests) begins deferred and runs alongside the writer.
 """
 
 from typing import Any
@@ -35,7 +46,7 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
     )
-    _configure_connections(engine{{ ".sync_engine" if is_async else "" }})
+    _configure_connections(engine{{ ".sync_engine" if is_async else "" }}, settings)
     return engine
 
 
@@ -44,15 +55,20 @@ def is_unique_violation(error: IntegrityError) -> bool:
     return getattr(error.orig, "sqlite_errorname", None) in _UNIQUE_ERRORS
 
 
-def _configure_connections(engine: Engine) -> None:
+def _configure_connections(engine: Engine, settings: Settings) -> None:
+    busy_timeout_ms = round(settings.db_pool_timeout * 1000)
+
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        writes = connection.get_execution_options().get("writes", True)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

@@ -50,13 +50,13 @@ class Database:
         self._timeout = settings.db_pool_timeout
 
     @asynccontextmanager
-    async def open_session(self) -> AsyncIterator[AsyncSession]:
+    async def open_session(self, *, writes: bool = True) -> AsyncIterator[AsyncSession]:
         """A session of its own, for work outside a request: committed when the block
         succeeds, rolled back when it raises.
 
         ``async with database.open_session() as session: ...``
         """
-        session = await self.begin()
+        session = await self.begin(writes=writes)
         try:
             yield session
         except BaseException:
@@ -64,8 +64,12 @@ class Database:
             raise
         await self.end(session, commit=True)
 
-    async def begin(self) -> AsyncSession:
-        """A new session that holds a connection, once one is free."""
+    async def begin(self, *, writes: bool = True) -> AsyncSession:
+        """A new session that holds a connection, once one is free.
+
+        ``writes=False`` promises a read-only unit of work: on SQLite it then
+        starts a deferred transaction, which does not wait for the write lock.
+        """
         try:
             async with asyncio.timeout(self._timeout):
                 await self._places.acquire()
@@ -74,7 +78,7 @@ class Database:
             raise PoolTimeoutError(message) from None
         session = self.sessionmaker()
         try:
-            await session.connection()
+            await session.connection(execution_options={"writes": writes})
         except BaseException:
             with CancelScope(shield=True):
                 await self._close(session)
@@ -105,7 +109,7 @@ class Database:
 
     async def ping(self) -> None:
         """Raise unless the database answers a query."""
-        async with self.open_session() as session:
+        async with self.open_session(writes=False) as session:
             await session.execute(select(1))
 
     async def dispose(self) -> None:

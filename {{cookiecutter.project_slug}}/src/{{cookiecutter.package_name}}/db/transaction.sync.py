@@ -33,6 +33,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 {% if cookiecutter.python_version == "3.11" %}
 from typing import TypeVar
 {% endif %}
@@ -67,13 +68,13 @@ class Database:
         self._timeout = settings.db_pool_timeout
 
     @asynccontextmanager
-    async def open_session(self) -> AsyncIterator[Session]:
+    async def open_session(self, *, writes: bool = True) -> AsyncIterator[Session]:
         """A session of its own, for work outside a request: committed when the block
         succeeds, rolled back when it raises. Run blocking calls on it with ``run``.
 
         ``async with database.open_session() as session: await database.run(...)``
         """
-        session = await self.begin()
+        session = await self.begin(writes=writes)
         try:
             yield session
         except BaseException:
@@ -81,8 +82,12 @@ class Database:
             raise
         await self.end(session, commit=True)
 
-    async def begin(self) -> Session:
-        """A new session that holds a connection, once one is free."""
+    async def begin(self, *, writes: bool = True) -> Session:
+        """A new session that holds a connection, once one is free.
+
+        ``writes=False`` promises a read-only unit of work: on SQLite it then
+        starts a deferred transaction, which does not wait for the write lock.
+        """
         try:
             async with asyncio.timeout(self._timeout):
                 await self._places.acquire()
@@ -91,7 +96,7 @@ class Database:
             raise PoolTimeoutError(message) from None
         session = self.sessionmaker()
         try:
-            await self.run(session.connection)
+            await self.run(partial(session.connection, execution_options={"writes": writes}))
         except BaseException:
             with CancelScope(shield=True):
                 await self._close(session)
@@ -126,7 +131,7 @@ class Database:
 
     async def ping(self) -> None:
         """Raise unless the database answers a query."""
-        async with self.open_session() as session:
+        async with self.open_session(writes=False) as session:
             await self.run(session.execute, select(1))
 
     async def dispose(self) -> None:

@@ -18,6 +18,10 @@ class Item(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
+    # Counts the item's changes; every UPDATE checks it was not changed meanwhile.
+    version: Mapped[int] = mapped_column()
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy's declarative form)
 
 
 class ItemEvent(Base):

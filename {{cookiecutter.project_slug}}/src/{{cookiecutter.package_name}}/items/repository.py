@@ -22,7 +22,7 @@ class ItemRepository:
 
     Writes are flushed at once, so a constraint violation surfaces here, as a
     ``ConflictError``, while the endpoint still runs. Committing is not a
-    repository's job: ``db/session.py`` commits once per request.
+    repository's job: the request's unit of work commits once (``session.py``).
     """
 
     def __init__(self, session: {{ "AsyncSession" if is_async else "Session" }}) -> None:
@@ -30,6 +30,10 @@ class ItemRepository:
 
     {{ cookiecutter.__async }}def get(self, item_id: int) -> Item | None:
         return {{ cookiecutter.__await }}self.session.get(Item, item_id)
+
+    {{ cookiecutter.__async }}def get_to_change(self, item_id: int) -> Item | None:
+        """The item, locked until the transaction ends: a concurrent change waits its turn."""
+        return {{ cookiecutter.__await }}self.session.get(Item, item_id, with_for_update=True)
 
     {{ cookiecutter.__async }}def page(self, *, offset: int, limit: int) -> tuple[Sequence[Item], int]:
         total = {{ cookiecutter.__await }}self.session.scalar(select(func.count()).select_from(Item))

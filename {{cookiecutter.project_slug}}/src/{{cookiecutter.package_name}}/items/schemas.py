@@ -2,7 +2,7 @@
 
 from typing import Annotated, Self
 
-from fastapi import Path, Query
+from fastapi import Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..db.engine import MAX_INTEGER
@@ -24,6 +24,8 @@ ItemId = Annotated[int, Path(ge=1, le=MAX_INTEGER)]
 # What OFFSET takes: a 64-bit integer.
 Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
 Limit = Annotated[int, Query(ge=1, le=100)]
+# The ETag of the item as the client last saw it: a change is refused (412) if it changed since.
+IfMatch = Annotated[str | None, Header(examples=['"1"'])]
 
 
 class ItemCreate(BaseModel):
