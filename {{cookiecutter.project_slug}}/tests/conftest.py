@@ -33,15 +33,15 @@ from httpx2 import ASGITransport, AsyncClient
 {% if is_async %}
 {% if is_pg %}
 from sqlalchemy import delete, make_url, text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 {% else %}
 from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 {% endif %}
 {% elif is_pg %}
-from sqlalchemy import Connection, create_engine, delete, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, delete, make_url, text
 {% else %}
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, Engine, delete
 {% endif %}
 
 from {{ cookiecutter.package_name }}.db.base import Base
@@ -132,13 +132,18 @@ async def client(app: FastAPI, connection: {{ Conn }}) -> AsyncIterator[AsyncCli
         yield client
 
 
+async def empty_tables(engine: {{ "AsyncEngine" if is_async else "Engine" }}) -> None:
+    """Delete every row: what a test committed for real."""
+    {{ cookiecutter.__async }}with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            {{ cookiecutter.__await }}connection.execute(delete(table))
+
+
 @pytest.fixture
 async def committed_app(app: FastAPI) -> AsyncIterator[FastAPI]:
     """The app as it runs in production, committing for real; the tables are emptied after."""
     yield app
-    {{ cookiecutter.__async }}with app.state.database.engine.begin() as connection:
-        for table in Base.metadata.sorted_tables:
-            {{ cookiecutter.__await }}connection.execute(delete(table))
+    await empty_tables(app.state.database.engine)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ async def stored_items(connection: {{ Conn }}) -> int:
     return {{ cookiecutter.__await }}connection.scalar(select(func.count()).select_from(Item)) or 0
 
 
-@pytest.mark.parametrize("item_id", [MAX_INTEGER + 1, 2**63, 10**30, 0, -1])
+@pytest.mark.parametrize("item_id", [MAX_INTEGER + 1, 2**63, 10**30, 0])
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
 async def test_an_id_the_column_cannot_hold_is_refused(
     client: AsyncClient, method: str, item_id: int
@@ -36,6 +36,23 @@ async def test_an_id_the_column_cannot_hold_is_refused(
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["path", "item_id"]
+
+
+@pytest.mark.parametrize("item_id", ["-1", "1.5", "bulk2", "%00"])
+async def test_a_path_that_is_no_id_names_no_item(client: AsyncClient, item_id: str) -> None:
+    response = await client.get(f"/items/{item_id}")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+async def test_a_method_the_path_lacks_lists_every_method_it_has(client: AsyncClient) -> None:
+    on_item = await client.put("/items/1", json={"name": "Widget"})
+    on_bulk = await client.patch("/items/bulk", json={"name": "Widget"})
+
+    assert on_item.status_code == on_bulk.status_code == 405
+    assert on_item.headers["allow"] == "DELETE, GET, PATCH"
+    assert on_bulk.headers["allow"] == "POST"
 
 
 async def test_the_largest_id_the_column_holds_is_merely_unknown(client: AsyncClient) -> None:
@@ -62,7 +79,7 @@ async def test_text_with_a_nul_character_is_refused(
 
     for response in (created, changed):
         assert response.status_code == 422
-        assert response.json()["detail"][0]["loc"] == ["body", field]
+        assert response.json()["detail"][0]["loc"][:2] == ["body", field]
     assert await stored_items(connection) == 1
 
 

@@ -5,13 +5,9 @@
 {% if is_pg and is_async %}
 import asyncio
 {% endif %}
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx2
@@ -20,40 +16,19 @@ from sqlalchemy import text
 {% else %}
 from sqlalchemy import make_url
 {% endif %}
-{% if is_pg %}
 
+{% if is_pg %}
 from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME, build_engine
 from {{ cookiecutter.package_name }}.settings import Settings
-{% endif %}
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+{% endif %}
+from .server import start_server
 {% if is_pg %}
+
 CONNECTIONS_OF_THE_SERVICE = text(
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
     " AND application_name = :name AND pid <> pg_backend_pid()"
 )
-{% endif %}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "the server exited while starting"
-        try:
-            httpx2.get(f"{base_url}/health", timeout=1)
-        except httpx2.TransportError:
-            time.sleep(0.1)
-        else:
-            return
-    raise AssertionError("the server did not start within 30 s")
-{% if is_pg %}
 
 
 def connections_of_the_service(database_url: str) -> int:
@@ -77,22 +52,6 @@ def wal_file(database_url: str) -> Path:
     assert database is not None
     return Path(f"{database}-wal")
 {% endif %}
-
-
-def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """uvicorn serving the app on a free port, its output in ``log`` (a file: a pipe
-    nobody reads would stall the server once full)."""
-    port = free_port()
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app", "--port", str(port)],
-            cwd=PROJECT_DIR,
-            env={**os.environ, "DATABASE_URL": database_url},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    wait_until_serving(f"http://127.0.0.1:{port}", server)
-    return server, port
 
 
 def exchange(connection: socket.socket, request: bytes) -> tuple[int, bytes]:

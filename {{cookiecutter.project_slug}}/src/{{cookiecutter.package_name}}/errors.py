@@ -9,6 +9,7 @@ Every failure below ends as a JSON ``{"detail": ...}`` response:
   when the database is unreachable or no connection was free in time, 500
   otherwise. A commit that fails at the end of a request gets the same answer
   (``session.py``).
+- A method the path does not have: 405, with every method it does have in ``Allow``.
 - A request that fails validation: 422, whatever text it held (unpaired
   surrogates included, which plain JSON encoding refuses).
 - A request body larger than ``MAX_REQUEST_BODY`` bytes: 413, before it is read.
@@ -20,13 +21,16 @@ import json
 import logging
 from typing import Any, cast
 
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db.engine import is_unique_violation
@@ -34,6 +38,7 @@ from .db.errors import ConflictError
 
 logger = logging.getLogger(__name__)
 
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 # Errors that mean "the database cannot serve this request now".
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
 
@@ -77,6 +82,20 @@ async def _database_error(_request: Request, error: Exception) -> JSONResponse:
 
 async def _conflict(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=status.HTTP_409_CONFLICT)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    http_error = cast(StarletteHTTPException, error)
+    if http_error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        # Starlette names the methods of one route; a path can have several.
+        methods = {
+            method
+            for method in HTTP_METHODS
+            for route in request.app.routes
+            if route.matches({**request.scope, "method": method})[0] == Match.FULL
+        }
+        http_error.headers = {**(http_error.headers or {}), "Allow": ", ".join(sorted(methods))}
+    return await http_exception_handler(request, http_error)
 
 
 async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
@@ -160,5 +179,6 @@ def install_error_handling(app: FastAPI, *, max_request_body: int) -> None:
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_body)
     app.add_middleware(UnexpectedErrorMiddleware)

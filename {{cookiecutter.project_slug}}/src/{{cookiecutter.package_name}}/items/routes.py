@@ -19,8 +19,16 @@ from .schemas import (
 )
 from .tasks import record_event
 
-router = APIRouter(prefix="/items", tags=["items"])
+router = APIRouter(
+    prefix="/items",
+    tags=["items"],
+    responses={503: {"description": "The database is unavailable; try again later"}},
+)
 
+BODY: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not JSON"},
+    413: {"description": "The body is larger than MAX_REQUEST_BODY"},
+}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The name is already taken"}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No item has this id"}}
 CHANGED: dict[int | str, dict[str, Any]] = {
@@ -57,14 +65,14 @@ def etag(item: Item) -> str:
     return item
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**BODY, **CONFLICT})
 {{ cookiecutter.__async }}def create_item(data: ItemCreate, session: SessionDep, response: Response) -> ItemRead:
     item = {{ cookiecutter.__await }}ItemRepository(session).add(data)
     response.headers["ETag"] = etag(item)
     return ItemRead.model_validate(item)
 
 
-@router.post("/bulk", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
+@router.post("/bulk", status_code=status.HTTP_201_CREATED, responses={**BODY, **CONFLICT})
 {{ cookiecutter.__async }}def create_items(
     data: Annotated[list[ItemCreate], Body(min_length=1, max_length=100)],
     session: SessionDep,
@@ -84,14 +92,15 @@ def etag(item: Item) -> str:
     return ItemPage(items=[ItemRead.model_validate(item) for item in items], total=total)
 
 
-@router.get("/{item_id}", responses=NOT_FOUND)
+# {item_id:int}: only digits route here, so /items/bulk is never taken for an id.
+@router.get("/{item_id:int}", responses=NOT_FOUND)
 {{ cookiecutter.__async }}def get_item(item_id: ItemId, session: SessionDep, response: Response) -> ItemRead:
     item = {{ cookiecutter.__await }}_get_or_404(ItemRepository(session), item_id)
     response.headers["ETag"] = etag(item)
     return ItemRead.model_validate(item)
 
 
-@router.patch("/{item_id}", responses={**NOT_FOUND, **CONFLICT, **CHANGED})
+@router.patch("/{item_id:int}", responses={**BODY, **NOT_FOUND, **CONFLICT, **CHANGED})
 {{ cookiecutter.__async }}def update_item(
     item_id: ItemId,
     changes: ItemUpdate,
@@ -110,7 +119,7 @@ def etag(item: Item) -> str:
 
 
 @router.delete(
-    "/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**NOT_FOUND, **CHANGED}
+    "/{item_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses={**NOT_FOUND, **CHANGED}
 )
 {{ cookiecutter.__async }}def delete_item(
     item_id: ItemId,

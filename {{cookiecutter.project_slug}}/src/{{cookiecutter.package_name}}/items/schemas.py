@@ -4,6 +4,7 @@ from typing import Annotated, Self
 
 from fastapi import Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from ..db.engine import MAX_INTEGER
 from .models import NAME_MAX_LENGTH
@@ -24,8 +25,9 @@ ItemId = Annotated[int, Path(ge=1, le=MAX_INTEGER)]
 # What OFFSET takes: a 64-bit integer.
 Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-# The ETag of the item as the client last saw it: a change is refused (412) if it changed since.
-IfMatch = Annotated[str | None, Header(examples=['"1"'])]
+# The ETags of the item as the client last saw it (or *): a change is refused (412) if
+# the item changed since. A value that names no ETag at all fails the same way.
+IfMatch = Annotated[str | SkipJsonSchema[None], Header(examples=['"1"'])]
 
 
 class ItemCreate(BaseModel):
@@ -40,7 +42,8 @@ class ItemUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
+    # Absent means "unchanged"; null is refused, so the schema does not offer it.
+    name: Name | SkipJsonSchema[None] = None
     description: Description = None
 
     @model_validator(mode="after")

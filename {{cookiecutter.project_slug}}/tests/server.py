@@ -1,0 +1,48 @@
+"""The application served by uvicorn in a process of its own, for tests that need a real server."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the server exited while starting"
+        try:
+            httpx2.get(f"{base_url}/health", timeout=1)
+        except httpx2.TransportError:
+            time.sleep(0.1)
+        else:
+            return
+    raise AssertionError("the server did not start within 30 s")
+
+
+def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn serving the app on a free port, its output in ``log`` (a file: a pipe
+    nobody reads would stall the server once full)."""
+    port = free_port()
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app", "--port", str(port)],
+            cwd=PROJECT_DIR,
+            env={**os.environ, "DATABASE_URL": database_url},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    wait_until_serving(f"http://127.0.0.1:{port}", server)
+    return server, port

@@ -1,0 +1,55 @@
+"""The API keeps the promises of its OpenAPI document, for any request the document allows.
+
+Schemathesis generates requests from the document — valid and invalid ones,
+single calls and sequences of them — and checks every answer: no 5xx, only
+documented statuses and bodies, valid data accepted, invalid data refused.
+The application runs in uvicorn on the test database; the examples per
+operation are bounded in ``schemathesis.toml``.
+"""
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import settings
+
+from {{ cookiecutter.package_name }}.db.engine import build_engine
+from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .conftest import empty_tables
+from .server import start_server
+
+# The document as the application publishes it at /openapi.json.
+schema = schemathesis.openapi.from_dict(create_app().openapi())
+
+
+@pytest.fixture(scope="module")
+def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server, port = start_server(database_url, tmp_path_factory.mktemp("contract") / "server.log")
+    yield f"http://127.0.0.1:{port}"
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
+    asyncio.run(forget_what_was_written(database_url))
+
+
+async def forget_what_was_written(database_url: str) -> None:
+    engine = build_engine(Settings(database_url=database_url))
+    await empty_tables(engine)
+    {{ cookiecutter.__await }}engine.dispose()
+
+
+@schema.parametrize()
+def test_every_operation_keeps_its_promises(case: schemathesis.Case[Any], served: str) -> None:
+    case.call_and_validate(base_url=served)
+
+
+def test_sequences_of_calls_keep_their_promises(served: str) -> None:
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
+            return {"base_url": served}
+
+    Workflow.run(settings=settings(max_examples=10, stateful_step_count=6, deadline=None))
