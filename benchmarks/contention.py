@@ -15,7 +15,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from run import VARIANTS, WRK_SCRIPTS, drop_database, free_port, reset, seed, start, variant_target, wrk
+from run import WRK_SCRIPTS, drop_database, free_port, reset, seed, start, variant_target, wrk
+
+from tests.matrix import VARIANTS  # run.py puts the template on sys.path
 
 MIXED = """
 local n = 0
