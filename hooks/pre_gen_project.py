@@ -18,8 +18,19 @@ IMPORTED = frozenset(MANIFEST["imports"]) | frozenset(MANIFEST["loads"])
 OWN = frozenset({"migrations", "tests"})
 
 
+# The slug names the PostgreSQL databases ("<slug>_test" too) and the service's
+# application_name, which PostgreSQL cuts at 63 bytes.
+MAX_NAME_LENGTH = 50
+# Free text, at most this long (it lands in titles, one-line descriptions and headers).
+MAX_TEXT_LENGTH = {"project_name": 100, "description": 300, "author_name": 100, "author_email": 100}
+
+
 def problem(name: str) -> str | None:
     """Why ``name`` cannot be a project slug or package name, or None."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is longer than {MAX_NAME_LENGTH} characters"
+    if not name.isascii():
+        return "has characters outside ASCII (distribution names are ASCII)"
     if not name.isidentifier():
         return "is not a valid Python identifier (use lowercase letters, digits and underscores, not starting with a digit)"
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
@@ -55,6 +66,12 @@ def main() -> int:
             print(f"ERROR: {field} {value!r} {reason}.", file=sys.stderr)
             return 1
     for field, value in TEXTS.items():
+        if len(value) > MAX_TEXT_LENGTH[field]:
+            print(
+                f"ERROR: {field} {value!r} is longer than {MAX_TEXT_LENGTH[field]} characters.",
+                file=sys.stderr,
+            )
+            return 1
         if '"' in value or "\\" in value or "\n" in value:
             print(
                 f"ERROR: {field} {value!r} may not contain double quotes, backslashes or newlines.",

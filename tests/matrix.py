@@ -6,6 +6,9 @@ The post-generation hook reads the same ``_manifest``; nothing here restates it.
 import itertools
 import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +58,51 @@ DRIVER_PACKAGES = set().union(*(packages for _, packages in DRIVERS.values()))
 
 
 VARIANTS = [Variant(*combo) for combo in itertools.product(*(COOKIECUTTER[axis] for axis in AXES))]
+
+# The longest names and texts the pre-generation hook accepts.
+LONGEST_SLUG = "very_long_" * 4 + "name_of_it"  # 50 characters
+LONGEST_PACKAGE = "pkg_" + "very_long_" * 4 + "name_o"  # 50 characters
+# Every other answer the prompts accept, spread over the variants, so that the
+# matrix bakes, checks and tests each of them once (each python_version under
+# its own interpreter).
+ANSWER_SETS: list[dict[str, str]] = [
+    {},  # the defaults: Python 3.11, MIT
+    {
+        "project_name": "Ærøskøbing Fähre — Überfahrten & Fahrpläne",
+        "description": "Fährverbindungen über die Ostsee: schnell, günstig, pünktlich — „immer“.",
+        "author_name": "Zoë Ødegård-Łukasiewicz",
+        "python_version": "3.12",
+        "license": "Apache-2.0",
+    },
+    {
+        "project_name": "Fleet Tracking " * 6 + "Management",  # 100 characters
+        "project_slug": LONGEST_SLUG,
+        "package_name": LONGEST_PACKAGE,
+        "description": "Tracks every vehicle of a fleet. " * 9 + "End",  # 300 characters
+        "author_name": "Ada Lovelace " * 7 + "Byron-Kin",  # 100 characters
+        "python_version": "3.13",
+        "license": "Proprietary",
+    },
+]
+
+
+def answers(variant: Variant) -> dict[str, str]:
+    """The variant's prompts answered, beyond its axes (see ANSWER_SETS)."""
+    return ANSWER_SETS[VARIANTS.index(variant) % len(ANSWER_SETS)]
+
+
+def interpreter(version: str) -> str | None:
+    """A working Python ``version`` (3.12): this one, one on PATH, or one pyenv installed."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return sys.executable
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [shutil.which(f"python{version}")]
+    candidates += sorted(map(str, pyenv.glob(f"{version}.*/bin/python{version}")), reverse=True)
+    for candidate in filter(None, candidates):
+        works = subprocess.run([candidate, "-c", "pass"], capture_output=True, check=False)
+        if works.returncode == 0:
+            return candidate
+    return None
 
 
 def choices(axis: str) -> list[str]:

@@ -15,6 +15,8 @@ BAD_NAMES = [
     ("class", "is a Python keyword"),
     ("match", "is a Python keyword"),
     ("MyService", "has uppercase letters"),
+    ("café", "has characters outside ASCII"),
+    ("x" * 51, "is longer than 50 characters"),
     ("fastapi", "would shadow 'fastapi', which the generated project imports"),
     ("sqlalchemy", "would shadow 'sqlalchemy', which the generated project imports"),
     ("httpx2", "would shadow 'httpx2', which the generated project imports"),
@@ -56,6 +58,22 @@ def test_text_that_would_break_string_literals_is_refused(
         bake_into(tmp_path, **{field: 'The "best" service'})
 
     assert f"ERROR: {field} 'The \"best\" service' may not contain" in capfd.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [("project_name", 100), ("description", 300), ("author_name", 100), ("author_email", 100)],
+)
+def test_text_that_is_too_long_is_refused(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], field: str, limit: int
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake_into(tmp_path, project_slug="service_x", **{field: "x" * (limit + 1)})
+
+    assert f"ERROR: {field} {'x' * (limit + 1)!r} is longer than {limit} characters." in (
+        capfd.readouterr().err
+    )
     assert list(tmp_path.iterdir()) == []
 
 

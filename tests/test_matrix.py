@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +21,15 @@ from pytest_cookies.plugin import Cookies
 from uv import find_uv_bin
 
 from .conftest import Postgres, bake
-from .matrix import DRIVER_PACKAGES, TEMPLATE_DIR, Variant, selected_variants
+from .matrix import (
+    COOKIECUTTER,
+    DRIVER_PACKAGES,
+    TEMPLATE_DIR,
+    Variant,
+    answers,
+    interpreter,
+    selected_variants,
+)
 
 pytestmark = pytest.mark.matrix
 
@@ -88,13 +95,22 @@ def database_url(
 
 @pytest.fixture(scope="session")
 def project(variant: Variant, database_url: str, cookies_session: Cookies) -> Project:
-    """The variant, baked and installed into its own virtual environment, once."""
+    """The variant, baked with its answers and installed into its own virtual environment,
+    under the Python its answers name, once."""
+    context = {**variant.context, **answers(variant)}
+    version = context.get("python_version", COOKIECUTTER["python_version"][0])
+    python = interpreter(version)
+    if python is None:
+        reason = f"no Python {version} interpreter found (on PATH, or installed by pyenv)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must check every python_version")
+        pytest.skip(f"SKIPPING {variant.id}: {reason}")
     started = time.perf_counter()
-    path = bake(cookies_session, **variant.context)
+    path = bake(cookies_session, **context)
     baked = time.perf_counter()
     # Bytecode up front: every later tool run would otherwise recompile
     # FastAPI and SQLAlchemy from source (where PYTHONDONTWRITEBYTECODE is set).
-    run([UV, "sync", "--python", sys.executable, "--compile-bytecode", "--quiet"], path)
+    run([UV, "sync", "--python", python, "--compile-bytecode", "--quiet"], path)
     project = Project(variant, path, database_url)
     project.timings = {
         "bake_s": round(baked - started, 2),
@@ -110,6 +126,8 @@ def test_installs_from_its_own_declaration(
         record_property(f"matrix:{project.variant.id}:{step}", seconds)
     assert (project.path / "uv.lock").is_file()
     assert (project.path / ".venv").is_dir()
+    version = answers(project.variant).get("python_version", COOKIECUTTER["python_version"][0])
+    assert f"version_info = {version}." in (project.path / ".venv/pyvenv.cfg").read_text()
     freeze = run([UV, "pip", "freeze", "--python", str(project.path / ".venv")], project.path)
     installed = {line.split("==")[0].lower() for line in freeze.splitlines()}
     assert installed & DRIVER_PACKAGES == project.variant.driver_packages

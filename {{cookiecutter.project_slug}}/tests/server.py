@@ -38,7 +38,14 @@ def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes],
     port = free_port()
     with log.open("wb") as output:
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.main:app", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "{{ cookiecutter.package_name }}.main:app",
+                "--port",
+                str(port),
+            ],
             cwd=PROJECT_DIR,
             env={**os.environ, "DATABASE_URL": database_url},
             stdout=output,

@@ -8,7 +8,10 @@ from fastapi import FastAPI
 from httpx2 import AsyncClient
 from sqlalchemy import text
 
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME, build_engine
+from {{ cookiecutter.package_name }}.db.engine import (
+    APPLICATION_NAME,
+    build_engine,
+)
 from {{ cookiecutter.package_name }}.settings import Settings
 
 # Every connection of the service but the one asking.

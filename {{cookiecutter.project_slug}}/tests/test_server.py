@@ -18,7 +18,10 @@ from sqlalchemy import make_url
 {% endif %}
 
 {% if is_pg %}
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME, build_engine
+from {{ cookiecutter.package_name }}.db.engine import (
+    APPLICATION_NAME,
+    build_engine,
+)
 from {{ cookiecutter.package_name }}.settings import Settings
 
 {% endif %}

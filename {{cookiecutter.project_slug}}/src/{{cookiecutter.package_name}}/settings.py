@@ -5,6 +5,9 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The name of the database the service uses by default.
+DATABASE_NAME = "{{ cookiecutter.project_slug }}"
+
 
 class Settings(BaseSettings):
     """Every setting can be given as an environment variable of the same name, upper-cased."""
@@ -12,9 +15,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
 {% if cookiecutter.database == "sqlite" %}
-    database_url: str = "sqlite+{{ 'aiosqlite' if cookiecutter.driver == 'async' else 'pysqlite' }}:///./{{ cookiecutter.project_slug }}.db"
+    database_url: str = f"sqlite+{{ 'aiosqlite' if cookiecutter.driver == 'async' else 'pysqlite' }}:///./{DATABASE_NAME}.db"
 {% else %}
-    database_url: str = "postgresql+{{ 'asyncpg' if cookiecutter.driver == 'async' else 'psycopg' }}://postgres:postgres@localhost:5432/{{ cookiecutter.project_slug }}"
+    database_url: str = f"postgresql+{{ 'asyncpg' if cookiecutter.driver == 'async' else 'psycopg' }}://postgres:postgres@localhost:5432/{DATABASE_NAME}"
 {% endif %}
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
