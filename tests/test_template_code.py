@@ -12,7 +12,7 @@ from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
 from cookiecutter.utils import create_env_with_context
 
-from .matrix import TEMPLATE_DIR, VARIANTS, selected_variants
+from .matrix import COOKIECUTTER, TEMPLATE_DIR, VARIANTS, selected_variants
 
 HOOKS = sorted((TEMPLATE_DIR / "hooks").glob("*.py"))
 
@@ -71,6 +71,10 @@ def test_ci_workflow_checks_every_variant_from_the_table(monkeypatch: pytest.Mon
     assert variant_job["steps"][-1]["run"] == "python3 tasks.py test -m matrix"
     assert jobs["template"]["steps"][-1]["run"] == 'python3 tasks.py test -m "not matrix"'
     assert "pg_isready" in variant_job["services"]["postgres"]["options"]
+    setup_python = next(s for s in variant_job["steps"] if "setup-python" in s.get("uses", ""))
+    pythons = setup_python["with"]["python-version"].split()
+    assert sorted(pythons) == sorted(COOKIECUTTER["python_version"])
+    assert pythons[-1] == "3.11"  # the default python3 runs the tests
 
     table = json.loads(tool("tests.matrix"))
     assert table == [variant.id for variant in VARIANTS]
