@@ -32,19 +32,20 @@ from fastapi import FastAPI
 from httpx2 import ASGITransport, AsyncClient
 {% if is_async %}
 {% if is_pg %}
-from sqlalchemy import delete, make_url, text
+from sqlalchemy import TextClause, delete, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 {% else %}
-from sqlalchemy import delete
+from sqlalchemy import TextClause, delete
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 {% endif %}
 {% elif is_pg %}
-from sqlalchemy import Connection, Engine, create_engine, delete, make_url, text
+from sqlalchemy import Connection, Engine, TextClause, create_engine, delete, make_url, text
 {% else %}
-from sqlalchemy import Connection, Engine, delete
+from sqlalchemy import Connection, Engine, TextClause, delete
 {% endif %}
 
 from {{ cookiecutter.package_name }}.db.base import Base
+from {{ cookiecutter.package_name }}.db.engine import build_engine
 from {{ cookiecutter.package_name }}.db.transaction import Database
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -130,6 +131,17 @@ async def client(app: FastAPI, connection: {{ Conn }}) -> AsyncIterator[AsyncCli
     """A client of the isolated app: nothing it writes outlives the test."""
     async with client_of(app) as client:
         yield client
+
+
+async def ask_the_database(database_url: str, query: TextClause, **params: object) -> int:
+    """``query`` on a connection of its own, outside the application: its number."""
+    engine = build_engine(Settings(database_url=database_url))
+    try:
+        {{ cookiecutter.__async }}with engine.connect() as connection:
+            answer = {{ cookiecutter.__await }}connection.scalar(query, params)
+    finally:
+        {{ cookiecutter.__await }}engine.dispose()
+    return int(answer or 0)
 
 
 async def empty_tables(engine: {{ "AsyncEngine" if is_async else "Engine" }}) -> None:

@@ -8,27 +8,16 @@ from fastapi import FastAPI
 from httpx2 import AsyncClient
 from sqlalchemy import text
 
-from {{ cookiecutter.package_name }}.db.engine import (
-    APPLICATION_NAME,
-    build_engine,
-)
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
 from {{ cookiecutter.package_name }}.settings import Settings
+
+from .conftest import ask_the_database
 
 # Every connection of the service but the one asking.
 TERMINATE = text(
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
     " WHERE datname = current_database() AND application_name = :name AND pid <> pg_backend_pid()"
 )
-
-
-async def drop_every_connection(settings: Settings) -> int:
-    engine = build_engine(settings)
-    try:
-        {{ cookiecutter.__async }}with engine.connect() as connection:
-            dropped = {{ cookiecutter.__await }}connection.scalar(TERMINATE, {"name": APPLICATION_NAME})
-    finally:
-        {{ cookiecutter.__await }}engine.dispose()
-    return dropped or 0
 
 
 async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
@@ -40,7 +29,8 @@ async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
         assert (await committed_client.get("/items")).status_code == 200
     assert committed_app.state.database.engine.pool.checkedin() >= 1
 
-    assert await drop_every_connection(settings) >= 1
+    dropped = await ask_the_database(settings.database_url, TERMINATE, name=APPLICATION_NAME)
+    assert dropped >= 1
 
     for n in range(5):
         response = await committed_client.post("/items", json={"name": f"after-{n}"})

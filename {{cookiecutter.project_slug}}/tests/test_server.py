@@ -1,8 +1,7 @@
-{% set is_async = cookiecutter.driver == "async" %}
 {% set is_pg = cookiecutter.database == "postgresql" %}
 """The real server: uvicorn serves the app, and SIGTERM stops it with no connection left open."""
 
-{% if is_pg and is_async %}
+{% if is_pg %}
 import asyncio
 {% endif %}
 import re
@@ -18,12 +17,9 @@ from sqlalchemy import make_url
 {% endif %}
 
 {% if is_pg %}
-from {{ cookiecutter.package_name }}.db.engine import (
-    APPLICATION_NAME,
-    build_engine,
-)
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
 
+from .conftest import ask_the_database
 {% endif %}
 from .server import start_server
 {% if is_pg %}
@@ -36,17 +32,9 @@ CONNECTIONS_OF_THE_SERVICE = text(
 
 def connections_of_the_service(database_url: str) -> int:
     """The service's connections to the test database, as the server sees them."""
-    return {{ "asyncio.run(_count_connections(database_url))" if is_async else "_count_connections(database_url)" }}
-
-
-{{ cookiecutter.__async }}def _count_connections(database_url: str) -> int:
-    engine = build_engine(Settings(database_url=database_url))
-    try:
-        {{ cookiecutter.__async }}with engine.connect() as connection:
-            count = {{ cookiecutter.__await }}connection.scalar(CONNECTIONS_OF_THE_SERVICE, {"name": APPLICATION_NAME})
-    finally:
-        {{ cookiecutter.__await }}engine.dispose()
-    return count or 0
+    return asyncio.run(
+        ask_the_database(database_url, CONNECTIONS_OF_THE_SERVICE, name=APPLICATION_NAME)
+    )
 {% else %}
 
 
