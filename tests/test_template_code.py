@@ -75,6 +75,7 @@ def test_ci_workflow_checks_every_variant_from_the_table(monkeypatch: pytest.Mon
     pythons = setup_python["with"]["python-version"].split()
     assert sorted(pythons) == sorted(COOKIECUTTER["python_version"])
     assert pythons[-1] == "3.11"  # the default python3 runs the tests
+    assert "sudo apt-get install -y pgbouncer" in [step.get("run") for step in variant_job["steps"]]
 
     table = json.loads(tool("tests.matrix"))
     assert table == [variant.id for variant in VARIANTS]

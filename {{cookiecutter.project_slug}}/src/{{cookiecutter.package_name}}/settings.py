@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_echo: bool = False
+{% if cookiecutter.database == "postgresql" %}
+    # The database URL points at PgBouncer in transaction mode: no server-side
+    # prepared statements outlive a transaction (see db/engine.py).
+    db_pgbouncer: bool = False
+{% endif %}
     # Larger request bodies are refused with a 413 before they are parsed.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
 

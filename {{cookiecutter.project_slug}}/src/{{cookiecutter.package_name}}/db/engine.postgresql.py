@@ -1,8 +1,20 @@
 {% set is_async = cookiecutter.driver == "async" %}
-"""The PostgreSQL engine ({{ "asyncpg" if is_async else "psycopg 3" }})."""
+"""The PostgreSQL engine ({{ "asyncpg" if is_async else "psycopg 3" }}).
+
+Behind PgBouncer in transaction mode (``DB_PGBOUNCER=true``) consecutive
+transactions of one connection may run on different server connections, so
+nothing may rely on a prepared statement surviving its transaction:
+{% if is_async %}
+asyncpg prepares every statement, so each gets a name of its own and neither
+asyncpg nor SQLAlchemy keeps a cache of them (SQLAlchemy's documented recipe).
+{% else %}
+psycopg 3 prepares a statement once it ran it five times; that is switched off.
+{% endif %}
+"""
 
 {% if is_async %}
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect
@@ -24,6 +36,14 @@ APPLICATION_NAME = "{{ cookiecutter.project_slug }}"
 MAX_INTEGER = 2**31 - 1
 
 _UNIQUE_VIOLATION = "23505"
+{% if is_async %}
+
+_PGBOUNCER_CONNECT_ARGS: dict[str, Any] = {
+    "statement_cache_size": 0,
+    "prepared_statement_cache_size": 0,
+    "prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__",
+}
+{% endif %}
 
 
 def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engine" }}:
@@ -43,10 +63,12 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
 {% if is_async %}
             "timeout": settings.db_pool_timeout,
             "server_settings": {"application_name": APPLICATION_NAME},
+            **(_PGBOUNCER_CONNECT_ARGS if settings.db_pgbouncer else {}),
 {% else %}
             # libpq counts whole seconds and treats less than 2 as 2.
             "connect_timeout": max(2, math.ceil(settings.db_pool_timeout)),
             "application_name": APPLICATION_NAME,
+            **({"prepare_threshold": None} if settings.db_pgbouncer else {}),
 {% endif %}
         },
     )
