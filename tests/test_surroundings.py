@@ -148,8 +148,10 @@ def test_ci_workflow(baked: tuple[Variant, Path]) -> None:
         assert service["image"].startswith("postgres:")
         assert "pg_isready" in service["options"]
         assert job["env"]["TEST_DATABASE_URL"].endswith(f"/{PACKAGE}_test")
+        assert "sudo apt-get install -y pgbouncer" in runs
     else:
         assert "services" not in job
+        assert "pgbouncer" not in runs
 
 
 def test_every_make_verb_is_listed_by_help_and_runs_through_uv(
