@@ -1,4 +1,4 @@
-"""The application served by uvicorn in a process of its own, for tests that need a real server."""
+"""The service served in a process of its own, for tests that need a real server."""
 
 import os
 import socket
@@ -32,22 +32,30 @@ def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the server did not start within 30 s")
 
 
-def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """uvicorn serving the app on a free port, its output in ``log`` (a file: a pipe
-    nobody reads would stall the server once full)."""
+def start_server(
+    database_url: str, log: Path, *, workers: int = 1, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The service as its container runs it (``python -m {{ cookiecutter.package_name }}``) on a free
+    port, its output in ``log`` (a file: a pipe nobody reads would stall the server once full)."""
     port = free_port()
     with log.open("wb") as output:
         server = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "{{ cookiecutter.package_name }}.main:app",
+                "{{ cookiecutter.package_name }}",
                 "--port",
                 str(port),
+                "--workers",
+                str(workers),
             ],
             cwd=PROJECT_DIR,
-            env={**os.environ, "DATABASE_URL": database_url},
+            env={
+                **os.environ,
+                "PROMETHEUS_MULTIPROC_DIR": str(log.with_name(f"{log.stem}-metrics")),
+                **(env or {}),
+                "DATABASE_URL": database_url,
+            },
             stdout=output,
             stderr=subprocess.STDOUT,
         )

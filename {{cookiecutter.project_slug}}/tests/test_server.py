@@ -1,26 +1,28 @@
 {% set is_pg = cookiecutter.database == "postgresql" %}
 """The real server: uvicorn serves the app, and SIGTERM stops it with no connection left open."""
 
-{% if is_pg %}
 import asyncio
-{% endif %}
 import re
 import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx2
 {% if is_pg %}
 from sqlalchemy import text
 {% else %}
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 {% endif %}
 
 {% if is_pg %}
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
-
-from .conftest import ask_the_database
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME, build_engine
+{% else %}
+from {{ cookiecutter.package_name }}.db.engine import build_engine
 {% endif %}
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .conftest import ask_the_database, empty_tables
 from .server import start_server
 {% if is_pg %}
 
@@ -45,9 +47,22 @@ def wal_file(database_url: str) -> Path:
 {% endif %}
 
 
+async def empty_the_tables(database_url: str) -> None:
+    engine = build_engine(Settings(database_url=database_url))
+    try:
+        await empty_tables(engine)
+    finally:
+        {{ cookiecutter.__await }}engine.dispose()
+
+
 def exchange(connection: socket.socket, request: bytes) -> tuple[int, bytes]:
     """Send one HTTP/1.1 request on an open connection; read its whole response."""
     connection.sendall(request)
+    return read_response(connection)
+
+
+def read_response(connection: socket.socket) -> tuple[int, bytes]:
+    """The status and body of the next HTTP/1.1 response on ``connection``."""
     received = b""
     while b"\r\n\r\n" not in received:
         received += connection.recv(65536)
@@ -108,3 +123,40 @@ def test_sigterm_stops_the_server_cleanly(database_url: str, tmp_path: Path) -> 
     # SQLite removes the write-ahead log when the last connection closes.
     assert not wal_file(database_url).exists()
 {% endif %}
+
+
+def test_sigterm_lets_every_worker_finish_its_requests(database_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    server, port = start_server(database_url, log, workers=2)
+    body = b'{"name": "in flight"}'
+    head = (
+        b"POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(head + body[:5])
+            time.sleep(1)  # a worker is reading the request
+            server.send_signal(signal.SIGTERM)
+            time.sleep(1)  # the workers are stopping, and wait for it
+            assert server.poll() is None
+            connection.sendall(body[5:])
+            status, answer = read_response(connection)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    try:
+        logged = log.read_text()
+        assert status == 201, answer
+        assert server.returncode == 0, logged
+        assert logged.count("Application shutdown complete") == 2
+        committed = text("SELECT count(*) FROM items WHERE name = 'in flight'")
+        assert asyncio.run(ask_the_database(database_url, committed)) == 1
+{% if is_pg %}
+        assert connections_of_the_service(database_url) == 0
+{% else %}
+        assert not wal_file(database_url).exists()
+{% endif %}
+    finally:
+        asyncio.run(empty_the_tables(database_url))

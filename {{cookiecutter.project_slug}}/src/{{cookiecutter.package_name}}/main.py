@@ -1,5 +1,6 @@
 """The application: ``create_app()`` builds one, ``app`` is the one uvicorn serves."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,10 +10,13 @@ from . import health
 from .db.transaction import Database
 from .errors import install_error_handling
 from .items.routes import router as items_router
+from .observability import install_observability, worker_stopped
 {% if cookiecutter.session_strategy == "middleware" %}
 from .session import SessionMiddleware
 {% endif %}
 from .settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,10 +29,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # on shutdown: Ctrl-C or SIGTERM leaves no connection open.
         database = Database(settings)
         app.state.database = database
+        log_connection_budget(settings)
         try:
             yield
         finally:
             await database.dispose()
+            worker_stopped()
 
     app = FastAPI(
         title="{{ cookiecutter.project_name }}",
@@ -39,9 +45,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SessionMiddleware)
 {% endif %}
     install_error_handling(app, max_request_body=settings.max_request_body)
+    install_observability(app)
     app.include_router(health.router)
     app.include_router(items_router)
     return app
+
+
+def log_connection_budget(settings: Settings) -> None:
+    """How many database connections this worker, and all workers of this process, may open."""
+    per_worker = settings.db_pool_size + settings.db_max_overflow
+    logger.info(
+        "Database connections: up to %d in this worker (DB_POOL_SIZE=%d + DB_MAX_OVERFLOW=%d),"
+        " %d in all %d workers (WEB_CONCURRENCY)",
+        per_worker,
+        settings.db_pool_size,
+        settings.db_max_overflow,
+        per_worker * settings.web_concurrency,
+        settings.web_concurrency,
+    )
 
 
 app = create_app()

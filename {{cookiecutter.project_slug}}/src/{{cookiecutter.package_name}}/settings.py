@@ -1,6 +1,7 @@
 """Settings, read from the environment and from a ``.env`` file."""
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,12 @@ class Settings(BaseSettings):
 {% endif %}
     # Larger request bodies are refused with a 413 before they are parsed.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
+    # Worker processes of `python -m {{ cookiecutter.package_name }}` (uvicorn reads the same
+    # variable). Each opens up to db_pool_size + db_max_overflow connections.
+    web_concurrency: int = Field(default=1, ge=1)
+    # "text" reads well in a terminal; "json" (one object per line) suits log collectors.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 @lru_cache

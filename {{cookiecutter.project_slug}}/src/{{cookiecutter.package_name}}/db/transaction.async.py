@@ -15,7 +15,7 @@ client that goes away mid-request cannot leave a connection checked out.
 Sessions queue for connections first come, first served: at most as many
 sessions exist at once as the pool has connections, and a session that waited
 ``DB_POOL_TIMEOUT`` seconds in all gets SQLAlchemy's pool ``TimeoutError``
-(a 503).
+(a 503). The pool's gauges (``db/metrics.py``) follow every step.
 
 ``session.py`` decides *when* a request's unit of work ends; this module
 decides *how*. Work outside a request uses ``Database.open_session()``.
@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..settings import Settings
 from .engine import build_engine
+from .metrics import POOL_WAITING, observe_pool
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Database:
         )
         self._places = asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
         self._timeout = settings.db_pool_timeout
+        observe_pool(self.engine.pool)
 
     @asynccontextmanager
     async def open_session(self, *, writes: bool = True) -> AsyncIterator[AsyncSession]:
@@ -70,12 +72,15 @@ class Database:
         ``writes=False`` promises a read-only unit of work: on SQLite it then
         starts a deferred transaction, which does not wait for the write lock.
         """
+        POOL_WAITING.inc()
         try:
             async with asyncio.timeout(self._timeout):
                 await self._places.acquire()
         except TimeoutError:
             message = f"No database connection was free within {self._timeout:g} s."
             raise PoolTimeoutError(message) from None
+        finally:
+            POOL_WAITING.dec()
         session = self.sessionmaker()
         try:
             await session.connection(execution_options={"writes": writes})
@@ -83,6 +88,7 @@ class Database:
             with CancelScope(shield=True):
                 await self._close(session)
             raise
+        observe_pool(self.engine.pool)
         return session
 
     async def end(self, session: AsyncSession, *, commit: bool) -> None:
@@ -129,3 +135,4 @@ class Database:
             await session.close()
         finally:
             self._places.release()
+            observe_pool(self.engine.pool)

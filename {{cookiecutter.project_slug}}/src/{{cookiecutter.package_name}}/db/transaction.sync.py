@@ -15,7 +15,7 @@ client that goes away mid-request cannot leave a connection checked out.
 Sessions queue for connections first come, first served, on the event loop:
 at most as many sessions exist at once as the pool has connections, and a
 session that waited ``DB_POOL_TIMEOUT`` seconds in all gets SQLAlchemy's pool
-``TimeoutError`` (a 503).
+``TimeoutError`` (a 503). The pool's gauges (``db/metrics.py``) follow every step.
 
 The session blocks, so taking its connection, committing, rolling back and
 closing run in threads of their own, one per connection (anyio's, which keep
@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..settings import Settings
 from .engine import build_engine
+from .metrics import POOL_WAITING, observe_pool
 
 logger = logging.getLogger(__name__)
 {% if cookiecutter.python_version == "3.11" %}
@@ -66,6 +67,7 @@ class Database:
         self._places = asyncio.Semaphore(connections)
         self._threads = CapacityLimiter(connections)
         self._timeout = settings.db_pool_timeout
+        observe_pool(self.engine.pool)
 
     @asynccontextmanager
     async def open_session(self, *, writes: bool = True) -> AsyncIterator[Session]:
@@ -88,12 +90,15 @@ class Database:
         ``writes=False`` promises a read-only unit of work: on SQLite it then
         starts a deferred transaction, which does not wait for the write lock.
         """
+        POOL_WAITING.inc()
         try:
             async with asyncio.timeout(self._timeout):
                 await self._places.acquire()
         except TimeoutError:
             message = f"No database connection was free within {self._timeout:g} s."
             raise PoolTimeoutError(message) from None
+        finally:
+            POOL_WAITING.dec()
         session = self.sessionmaker()
         try:
             await self.run(partial(session.connection, execution_options={"writes": writes}))
@@ -101,6 +106,7 @@ class Database:
             with CancelScope(shield=True):
                 await self._close(session)
             raise
+        observe_pool(self.engine.pool)
         return session
 
     async def end(self, session: Session, *, commit: bool) -> None:
@@ -151,3 +157,4 @@ class Database:
             await self.run(session.close)
         finally:
             self._places.release()
+            observe_pool(self.engine.pool)

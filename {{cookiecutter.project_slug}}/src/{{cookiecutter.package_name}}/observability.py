@@ -1,0 +1,126 @@
+"""What the service tells its operators: request ids, an access log and metrics.
+
+- **Request id** (asgi-correlation-id): the request's ``X-Request-ID`` when it
+  is a UUID or 32 hexadecimal digits (nginx's ``$request_id``), else a new one;
+  returned in the response's ``X-Request-ID`` and carried by every log line
+  written while the request is handled (``logs.py``).
+- **Access log**: one line per request on the ``{{ cookiecutter.package_name }}.access`` logger,
+  with its method, route (the path template, such as ``/items/{item_id}``),
+  status and duration in milliseconds (and, in JSON, the path).
+- **``GET /metrics``**, in Prometheus' format (prometheus-client): requests
+  and their latency by method, route and status, and the connection pool's
+  gauges (``db/metrics.py``). With several worker processes each writes its
+  numbers to files in ``PROMETHEUS_MULTIPROC_DIR`` (``python -m {{ cookiecutter.package_name }}``
+  prepares it) and a scrape, whichever worker answers it, reports their sum.
+  Let only your Prometheus reach it: it tells who calls what, how often.
+
+Labels never grow with what clients send: a path no route matches counts as
+``<unmatched>``, a method the service does not know as ``OTHER``.
+"""
+
+import logging
+import os
+import time
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import APIRouter, FastAPI, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import HTTP_METHODS
+
+REQUEST_ID_HEADER = "X-Request-ID"
+UNMATCHED = "<unmatched>"
+# The status of a request whose client went away before it was answered (nginx's).
+NO_RESPONSE = 499
+
+access_log = logging.getLogger("{{ cookiecutter.package_name }}.access")
+
+_LABELS = ("method", "route", "status")
+REQUESTS = Counter("http_requests", "HTTP requests answered", _LABELS)
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time from a request's arrival to the last byte of its response",
+    _LABELS,
+)
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Every metric of the service, in Prometheus' text format."""
+    registry = REGISTRY
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class AccessMiddleware:
+    """Times each request: one access log line and its metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = NO_RESPONSE
+        answered: float | None = None
+
+        async def timing_send(message: Message) -> None:
+            nonlocal status, answered
+            await send(message)
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = time.perf_counter()
+
+        try:
+            await self.app(scope, receive, timing_send)
+        finally:
+            # Background tasks run after the last byte; they do not count.
+            seconds = (answered or time.perf_counter()) - started
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "OTHER"
+            route = getattr(scope.get("route"), "path_format", UNMATCHED)
+            REQUESTS.labels(method, route, status).inc()
+            LATENCY.labels(method, route, status).observe(seconds)
+            access_log.info(
+                "%s %s %s %.1f ms",
+                method,
+                route,
+                status,
+                seconds * 1000,
+                extra={
+                    "method": method,
+                    "route": route,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )
+
+
+def install_observability(app: FastAPI) -> None:
+    """Add ``/metrics``, and the middleware outside every other one: the request id
+    is known to everything, and the access log sees the final answer."""
+    app.include_router(router)
+    app.add_middleware(AccessMiddleware)
+    app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
+
+
+def worker_stopped() -> None:
+    """Drop this worker process's share of the gauges: it holds no connection now."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        multiprocess.mark_process_dead(os.getpid())

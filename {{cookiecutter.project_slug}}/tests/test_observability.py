@@ -1,0 +1,184 @@
+{% set is_pg = cookiecutter.database == "postgresql" %}
+"""Request ids, log lines, the access log and ``/metrics`` (see observability.py)."""
+
+import asyncio
+import json
+import re
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from fastapi import FastAPI
+from httpx2 import AsyncClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .conftest import client_of
+from .server import start_server
+
+{% if is_pg %}
+UNREACHABLE_URL = "postgresql+{{ 'asyncpg' if cookiecutter.driver == 'async' else 'psycopg' }}://postgres@127.0.0.1:1/nowhere"
+{% else %}
+UNREACHABLE_URL = "sqlite+{{ 'aiosqlite' if cookiecutter.driver == 'async' else 'pysqlite' }}:////nonexistent-directory/nowhere.db"
+{% endif %}
+HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def metric(exposition: str, name: str, **labels: str) -> float:
+    """The sum of the samples ``name`` whose labels include ``labels``."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+async def scrape(client: AsyncClient) -> str:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+async def test_a_request_without_an_id_gets_a_new_one(client: AsyncClient) -> None:
+    first = await client.get("/health")
+    second = await client.get("/health")
+
+    assert HEX_ID.fullmatch(first.headers["x-request-id"])
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("given", [uuid.uuid4().hex, str(uuid.uuid4())])
+async def test_a_request_keeps_the_id_it_brings(client: AsyncClient, given: str) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": given})
+
+    assert response.headers["x-request-id"] == given
+
+
+async def test_an_id_that_is_not_one_is_replaced(client: AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "'; DROP TABLE items; --"})
+
+    assert response.status_code == 200
+    assert HEX_ID.fullmatch(response.headers["x-request-id"])
+
+
+async def test_metrics_count_requests_by_method_route_and_status(client: AsyncClient) -> None:
+    before = await scrape(client)
+    for _ in range(3):
+        assert (await client.get("/items/999999")).status_code == 404
+    assert (await client.get("/no/such/path")).status_code == 404
+    assert (await client.request("BREW", "/items")).status_code == 405
+    after = await scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    item = {"method": "GET", "route": "/items/{item_id}", "status": "404"}
+    assert grew("http_requests_total", **item) == 3
+    assert grew("http_request_duration_seconds_count", **item) == 3
+    assert grew("http_request_duration_seconds_sum", **item) > 0
+    assert grew("http_requests_total", route="<unmatched>", status="404") == 1
+    assert grew("http_requests_total", method="OTHER", route="/items", status="405") == 1
+
+
+@pytest.fixture
+async def one_connection_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_metrics_show_the_connection_pool(one_connection_app: FastAPI) -> None:
+    database = one_connection_app.state.database
+    async with client_of(one_connection_app) as client:
+        idle = await scrape(client)
+        async with database.open_session():
+            waiter = asyncio.create_task(database.ping())
+            await asyncio.sleep(0)  # the task runs until it waits for the connection
+            busy = await scrape(client)
+        await waiter
+        done = await scrape(client)
+
+    assert metric(idle, "db_pool_size") == 1
+    assert metric(idle, "db_pool_checked_out") == 0
+    assert metric(busy, "db_pool_checked_out") == 1
+    assert metric(busy, "db_pool_waiting") == 1
+    assert metric(busy, "db_pool_overflow") == 0
+    assert metric(done, "db_pool_checked_out") == 0
+    assert metric(done, "db_pool_waiting") == 0
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_every_log_line_of_a_request_carries_its_id(log_format: str, tmp_path: Path) -> None:
+    # The database is unreachable: the request logs a warning before the access line.
+    log = tmp_path / "server.log"
+    server, port = start_server(UNREACHABLE_URL, log, env={"LOG_FORMAT": log_format})
+    request_id = uuid.uuid4().hex
+    try:
+        response = httpx2.get(
+            f"http://127.0.0.1:{port}/items/1", headers={"X-Request-ID": request_id}
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    assert response.status_code == 503
+    assert response.headers["x-request-id"] == request_id
+    lines = log.read_text().splitlines()
+    if log_format == "json":
+        records = [json.loads(line) for line in lines]  # every line is JSON, uvicorn's too
+        ours = [record for record in records if record["request_id"] == request_id]
+        assert [record["logger"] for record in ours] == [
+            "{{ cookiecutter.package_name }}.errors",
+            "{{ cookiecutter.package_name }}.access",
+        ]
+        assert ours[0]["level"] == "WARNING"
+        access = ours[1]
+        assert access["method"] == "GET"
+        assert access["route"] == "/items/{item_id}"
+        assert access["path"] == "/items/1"
+        assert access["status"] == 503
+        assert access["duration_ms"] > 0
+        assert any(record["message"] == "Application startup complete." for record in records)
+        # A line logged outside any request has no id.
+        assert all(r["request_id"] == "-" for r in records if r["logger"].startswith("uvicorn"))
+    else:
+        ours = [line for line in lines if f"[{request_id}]" in line]
+        assert len(ours) == 2
+        assert " WARNING [" in ours[0]
+        assert "Database unavailable" in ours[0]
+        assert re.search(
+            r" INFO    \[\w+\] {{ cookiecutter.package_name }}\.access: GET /items/\{item_id\} 503 [\d.]+ ms$",
+            ours[1],
+        )
+
+
+def test_workers_report_their_metrics_together(database_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    pool = {"DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "1"}
+    server, port = start_server(database_url, log, workers=2, env=pool)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(20):  # a new connection each: the workers take turns accepting
+            assert httpx2.get(f"{base_url}/items/999999").status_code == 404
+        scrapes = [httpx2.get(f"{base_url}/metrics").text for _ in range(10)]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    route = {"route": "/items/{item_id}", "status": "404"}
+    # Whichever worker answers a scrape, it reports both workers' numbers.
+    assert {metric(text, "http_requests_total", **route) for text in scrapes} == {20}
+    assert {metric(text, "db_pool_size") for text in scrapes} == {6}
+    logged = log.read_text()
+    assert logged.count("Started server process") == 2
+    assert logged.count("up to 4 in this worker (DB_POOL_SIZE=3 + DB_MAX_OVERFLOW=1)") == 2
+    assert "8 in all 2 workers (WEB_CONCURRENCY)" in logged
+    # A worker that stopped took its gauges with it.
+    assert not list(tmp_path.glob("server-metrics/gauge_live*.db"))
