@@ -9,6 +9,8 @@
                                             write benchmarks/results.{md,json,png} (needs wrk)
     python3 tasks.py contention [ARGS...]   40 clients creating, reading and updating the same
                                             20 rows of each SQLite variant (needs wrk)
+    python3 tasks.py lock [--upgrade]       re-lock the generated projects' uv.lock files, kept
+                                            in the template (needs PyPI; see tests/locks.py)
 
 uv comes from PATH, or is installed once into .bootstrap/ with pip. The
 template's own tools are pinned in uv.lock and installed into .venv.
@@ -65,6 +67,12 @@ def bench(script: str, args: list[str]) -> None:
     run(uv, "run", "--frozen", "python", f"benchmarks/{script}.py", *args)
 
 
+def lock(args: list[str]) -> None:
+    uv = find_uv()
+    run(uv, "sync", "--frozen", "--python", sys.executable)
+    run(uv, "run", "--frozen", "python", "-m", "tests.locks", *args)
+
+
 def demo(output_dir: Path) -> None:
     uv = find_uv()
     run(uv, "sync", "--frozen", "--python", sys.executable)
@@ -92,7 +100,7 @@ def demo(output_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"test", "demo", "bench", "contention"}:
+    if not argv or argv[0] not in {"test", "demo", "bench", "contention", "lock"}:
         print(__doc__, file=sys.stderr)
         return 2
     try:
@@ -102,6 +110,8 @@ def main(argv: list[str]) -> int:
             bench("run", argv[1:])
         elif argv[0] == "contention":
             bench("contention", argv[1:])
+        elif argv[0] == "lock":
+            lock(argv[1:])
         else:
             demo(Path(argv[1]).resolve() if len(argv) > 1 else ROOT / "build" / "demo")
     except subprocess.CalledProcessError as error:

@@ -10,6 +10,10 @@ the template's own tests read too.
 - ``only``: each key is a file kept only when every listed prompt has the
   listed answer; otherwise it is deleted.
 
+The versions of ``uv.lock`` are copied without rendering (``_copy_without_render``:
+rendering twelve large files to keep one would triple the bake time); the one
+Jinja expression each holds, the project's distribution name, is filled in here.
+
 The hook touches nothing outside the project and is safe to run twice
 (cruft re-runs it on update): no network, no git, no installs.
 """
@@ -22,6 +26,8 @@ from pathlib import Path
 CONTEXT = json.loads(
     r"""{{ cookiecutter | tojson }}"""
 )
+# uv.lock names the project as uv normalizes it: runs of "_" become one "-".
+LOCK_NAME = ("{% raw %}{{ cookiecutter.project_slug | slugify }}{% endraw %}", {{ cookiecutter.project_slug | slugify | tojson }})
 
 
 def choose_alternative(target: str, axes: list[str]) -> None:
@@ -45,11 +51,18 @@ def keep_only_when(target: str, answers: dict[str, str]) -> None:
         path.unlink(missing_ok=True)
 
 
+def name_the_project_in_the_lock() -> None:
+    lock = Path("uv.lock")
+    expression, name = LOCK_NAME
+    lock.write_text(lock.read_text().replace(expression, name))
+
+
 def main() -> None:
     for target, axes in CONTEXT["_manifest"]["alternatives"].items():
         choose_alternative(target, axes)
     for target, answers in CONTEXT["_manifest"]["only"].items():
         keep_only_when(target, answers)
+    name_the_project_in_the_lock()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ def problem(name: str) -> str | None:
         return f"is longer than {MAX_NAME_LENGTH} characters"
     if not name.isascii():
         return "has characters outside ASCII (distribution names are ASCII)"
+    if name.startswith("_") or name.endswith("_"):
+        return "starts or ends with an underscore (distribution names start and end with a letter or digit)"
     if not name.isidentifier():
         return "is not a valid Python identifier (use lowercase letters, digits and underscores, not starting with a digit)"
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):

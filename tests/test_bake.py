@@ -26,11 +26,13 @@ from .matrix import (
 
 # Jinja that survived rendering; GitHub Actions' ${{ }} is legitimate.
 LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#|cookiecutter\.")
+# What a person is asked: every key but the private ones.
+PROMPTS = {key: value for key, value in COOKIECUTTER.items() if not key.startswith("_")}
 # The answers of a bake that is given no context: every choice's first option.
 DEFAULTS = {
     "project_slug": "my_service",
     "package_name": "my_service",
-    **{key: value[0] for key, value in COOKIECUTTER.items() if isinstance(value, list)},
+    **{key: value[0] for key, value in PROMPTS.items() if isinstance(value, list)},
 }
 
 
@@ -70,7 +72,7 @@ def test_every_alternative_exists_in_the_template() -> None:
     missing = alternative_sources() - present
     assert not missing, f"the manifest names alternatives the template lacks: {sorted(missing)}"
     axes = {axis for axes in MANIFEST["alternatives"].values() for axis in axes}
-    assert axes <= {key for key, value in COOKIECUTTER.items() if isinstance(value, list)}
+    assert axes <= {key for key, value in PROMPTS.items() if isinstance(value, list)}
 
 
 @pytest.mark.parametrize(("database", "driver"), [(v.database, v.driver) for v in VARIANTS[::2]])
@@ -217,9 +219,8 @@ def test_no_answers_bake_the_documented_default_variant(cookies: Cookies) -> Non
 
 def test_every_prompt_has_a_readable_question() -> None:
     prompts = COOKIECUTTER["__prompts__"]
-    asked = [key for key in COOKIECUTTER if not key.startswith("_")]
-    assert sorted(prompts) == sorted(asked)
-    for key, value in COOKIECUTTER.items():
+    assert sorted(prompts) == sorted(PROMPTS)
+    for key, value in PROMPTS.items():
         if isinstance(value, list):
             labels = prompts[key]
             assert labels["__prompt__"].strip()

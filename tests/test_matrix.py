@@ -1,7 +1,9 @@
 """Every variant, installed as a user would and checked as its CI would.
 
-Each variant gets its own virtual environment from its own pyproject.toml
-(``uv sync``), so a dependency it forgot to declare fails here. uv's shared
+Each variant gets its own virtual environment from its own pyproject.toml and
+the uv.lock it was baked with (``uv sync --locked``: the lock must be current,
+and the versions it pins are the ones tested here), so a dependency it forgot
+to declare fails here. uv's shared
 cache makes the eight installs cheap without letting one variant see
 another's packages. All tests of one variant run on one xdist worker
 (``--dist loadgroup``), so it is baked and installed once.
@@ -110,7 +112,7 @@ def project(variant: Variant, database_url: str, cookies_session: Cookies) -> Pr
     baked = time.perf_counter()
     # Bytecode up front: every later tool run would otherwise recompile
     # FastAPI and SQLAlchemy from source (where PYTHONDONTWRITEBYTECODE is set).
-    run([UV, "sync", "--python", python, "--compile-bytecode", "--quiet"], path)
+    run([UV, "sync", "--locked", "--python", python, "--compile-bytecode", "--quiet"], path)
     project = Project(variant, path, database_url)
     project.timings = {
         "bake_s": round(baked - started, 2),
