@@ -185,7 +185,7 @@ def test_package_name_can_differ_from_the_slug(cookies: Cookies) -> None:
     assert files_of(project) == expected_files(
         {**DEFAULTS, "project_slug": "orders_service", "package_name": "orders"}
     )
-    assert "orders.main:app" in (project / "README.md").read_text()
+    assert "python -m orders --reload" in (project / "README.md").read_text()
 
 
 @pytest.mark.parametrize("python_version", COOKIECUTTER["python_version"])

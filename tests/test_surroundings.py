@@ -4,9 +4,11 @@ No Docker engine runs here, so images and compose files are validated by
 parsing them and asserting what they must say.
 """
 
+import ast
 import re
 import shutil
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from .conftest import bake
 from .matrix import COOKIECUTTER, VARIANTS, Variant
 
 PACKAGE = "my_service"
+# The uv release line that writes the template's locks (the template's own uv).
+UV_MINOR = tuple(int(part) for part in version("uv").split(".")[:2])
 
 
 @pytest.fixture(scope="module", params=VARIANTS, ids=lambda v: v.id)
@@ -66,9 +70,16 @@ def test_dockerfile(baked: tuple[Variant, Path]) -> None:
     assert users == ["app"]
     assert "useradd --system" in " ".join(a for i, a in runtime if i == "RUN")
     assert "http://127.0.0.1:8000/health" in arguments["HEALTHCHECK"]
+    # The service's own entry point: WEB_CONCURRENCY workers, JSON log lines.
     assert arguments["CMD"] == (
-        f'["uvicorn", "{PACKAGE}.main:app", "--host", "0.0.0.0", "--port", "8000"]'
+        f'["python", "-m", "{PACKAGE}", "--host", "0.0.0.0", "--port", "8000"]'
     )
+    environment = " ".join(a for i, a in runtime if i == "ENV").split()
+    assert {"WEB_CONCURRENCY=2", "LOG_FORMAT=json"} <= set(environment)
+    # The uv that builds the image reads the lock format the template writes.
+    uv_image = re.search(r"ghcr\.io/astral-sh/uv:(\d+)\.(\d+)", " ".join(copies))
+    assert uv_image is not None
+    assert (int(uv_image[1]), int(uv_image[2])) >= UV_MINOR
     assert (
         ("VOLUME", "/data") in steps if variant.database == "sqlite" else "/data" not in str(steps)
     )
@@ -101,7 +112,8 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
     url = app["environment"]["DATABASE_URL"]
     if variant.database == "postgresql":
         db = services["db"]
-        assert set(services) == {"db", "migrate", "app"}
+        assert set(services) == {"db", "migrate", "app", "pgbouncer", "app-pgbouncer"}
+        assert "profiles" not in app
         assert re.fullmatch(r"postgres:\d+\.\d+-\w+", db["image"]), "pin the postgres image"
         assert "pg_isready" in " ".join(db["healthcheck"]["test"])
         assert db["volumes"] == ["db-data:/var/lib/postgresql/data"]
@@ -110,11 +122,39 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
         assert (
             url == f"postgresql+{variant.sqlalchemy_driver}://postgres:postgres@db:5432/{PACKAGE}"
         )
+        assert_pgbouncer_profile(compose, variant)
     else:
         assert set(services) == {"migrate", "app"}
         assert app["volumes"] == migrate["volumes"] == ["app-data:/data"]
         assert "app-data" in compose["volumes"]
         assert url.endswith(f":////data/{PACKAGE}.db")
+
+
+def assert_pgbouncer_profile(compose: dict[str, Any], variant: Variant) -> None:
+    """``--profile pgbouncer``: a second app on :8001, through PgBouncer in transaction mode."""
+    services = compose["services"]
+    bouncer, app = services["pgbouncer"], services["app-pgbouncer"]
+    assert bouncer["profiles"] == app["profiles"] == ["pgbouncer"]
+    assert "FROM debian:bookworm-slim" in bouncer["build"]["dockerfile_inline"]
+    assert (
+        "apt-get install --yes --no-install-recommends pgbouncer"
+        in (bouncer["build"]["dockerfile_inline"])
+    )
+    assert bouncer["depends_on"]["db"] == {"condition": "service_healthy"}
+    ini = compose["configs"]["pgbouncer.ini"]["content"]
+    assert "pool_mode = transaction" in ini.splitlines()
+    assert "listen_port = 6432" in ini.splitlines()
+    targets = {config["source"]: config["target"] for config in bouncer["configs"]}
+    assert targets["pgbouncer.ini"] == "/etc/pgbouncer/pgbouncer.ini"
+    assert f"auth_file = {targets['pgbouncer-users']}" in ini.splitlines()
+    assert app["environment"] == {
+        "DATABASE_URL": f"postgresql+{variant.sqlalchemy_driver}://postgres:postgres@pgbouncer:6432/{PACKAGE}",
+        "DB_PGBOUNCER": "true",
+    }
+    assert app["ports"] == ["8001:8000"]
+    assert app["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    # Migrations reach PostgreSQL directly.
+    assert "@db:5432/" in services["migrate"]["environment"]["DATABASE_URL"]
 
 
 def workflow_runs(workflow: dict[str, Any]) -> str:
@@ -212,3 +252,23 @@ def test_license(cookies: Cookies, license: str) -> None:
     assert f'license = "{spdx}"' in pyproject
     if license != "Apache-2.0":
         assert "Ada Lovelace" in text
+
+
+def test_every_setting_is_documented(baked: tuple[Variant, Path]) -> None:
+    _, project = baked
+    tree = ast.parse((project / f"src/{PACKAGE}/settings.py").read_text())
+    settings = next(
+        node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Settings"
+    )
+    names = [
+        node.target.id.upper()
+        for node in settings.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    ]
+    readme = (project / "README.md").read_text()
+    example = (project / ".env.example").read_text().splitlines()
+
+    assert "WEB_CONCURRENCY" in names
+    for name in names:
+        assert f"| `{name}` |" in readme, f"{name} is missing from the README's settings table"
+        assert any(line.startswith(f"{name}=") for line in example), f"{name} not in .env.example"

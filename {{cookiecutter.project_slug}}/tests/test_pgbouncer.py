@@ -2,8 +2,9 @@
 
 With ``DB_PGBOUNCER=true`` the service works through a real PgBouncer, which
 these tests start on a free port with a configuration they write: many
-concurrent writes each read back, and read-your-writes from a connection that
-bypasses PgBouncer. They need the ``pgbouncer`` program (Debian's package of that
+concurrent writes each read back, read-your-writes from a connection that
+bypasses PgBouncer, and no failed request after the server dropped every
+connection PgBouncer held. They need the ``pgbouncer`` program (Debian's package of that
 name); without it they are skipped with a loud reason — unless ``CI`` is set.
 """
 
@@ -21,11 +22,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import make_url, text
 
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import ask_the_database, client_of, empty_tables
 from .server import free_port
+from .test_reconnect import TERMINATE
 
 WRITERS = 150
 
@@ -122,3 +125,23 @@ async def test_read_your_writes_through_pgbouncer(bounced_app: FastAPI, database
     assert created.status_code == 201
     count = text("SELECT count(*) FROM items WHERE name = 'seen'")
     assert await ask_the_database(database_url, count) == 1  # a direct connection sees it
+
+
+async def test_requests_succeed_after_the_server_drops_pgbouncers_connections(
+    bounced_app: FastAPI, database_url: str
+) -> None:
+    async with client_of(bounced_app) as client:
+        for n in range(3):
+            assert (await client.post("/items", json={"name": f"before-{n}"})).status_code == 201
+
+        # PgBouncer's server connections carry the service's application_name.
+        dropped = await ask_the_database(database_url, TERMINATE, name=APPLICATION_NAME)
+        assert dropped >= 1
+
+        for n in range(5):
+            response = await client.post("/items", json={"name": f"after-{n}"})
+            assert response.status_code == 201, response.text
+        listed = await client.get("/items")
+
+    assert listed.status_code == 200
+    assert listed.json()["total"] == 8
