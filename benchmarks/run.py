@@ -1,6 +1,6 @@
 """Every variant of the template, loaded side by side with a raw-asyncpg floor.
 
-    python3 tasks.py bench [--rounds N] [--duration SECONDS] [--variants ID,...]
+    python3 tasks.py bench [--rounds N] [--duration SECONDS] [--variants ID,...] [--workers 1,2]
 
 For each target: a fresh database, migrated and seeded with 1,000 items; one
 uvicorn worker (uvloop + httptools, no access log) with DB_POOL_SIZE=10 and no
@@ -205,12 +205,44 @@ def variant_target(variant: Variant, work: Path, env: dict[str, str]) -> Target:
     )
 
 
-def build_targets(variants: list[Variant], work: Path) -> list[Target]:
+def served_with_workers(target: Target, workers: int) -> Target:
+    """``target`` as its image serves it, ``python -m my_service``, with ``workers``
+    processes (each with its own pool), on a database of its own."""
+    name = f"{target.name}-{workers}w"
+    if target.sqlite:
+        database = str(Path(target.database).with_name(f"{name}.db"))
+        url = target.env["DATABASE_URL"].replace(target.database, database)
+    else:
+        database = f"bench_{name.replace('-', '_')}"
+        recreate_database(database)
+        url = target.env["DATABASE_URL"].replace(target.database, database)
+    migrate(target.cwd, url)
+    python = target.cwd / ".venv/bin/python"
+    plural = "s" if workers > 1 else ""
+    return Target(
+        name=name,
+        label=f"{target.label}, python -m my_service, {workers} worker{plural}",
+        command=[str(python), "-m", "my_service", "--workers", str(workers)],
+        cwd=target.cwd,
+        # The same logging as the uvicorn targets: warnings only, no access log.
+        env={**target.env, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"},
+        database=database,
+        sqlite=target.sqlite,
+    )
+
+
+def build_targets(variants: list[Variant], work: Path, workers: list[int]) -> list[Target]:
     targets: list[Target] = []
     reference_project: Path | None = None
     pool = {"DB_POOL_SIZE": str(POOL_SIZE), "DB_MAX_OVERFLOW": "0"}
     for variant in variants:
-        targets.append(variant_target(variant, work, pool))
+        target = variant_target(variant, work, pool)
+        if workers:
+            targets += [served_with_workers(target, n) for n in workers]
+            if not target.sqlite:
+                drop_database(target.database)
+        else:
+            targets.append(target)
         if variant.id == "postgresql-async-dependency":
             reference_project = targets[-1].cwd
     if reference_project is None:
@@ -222,6 +254,8 @@ def build_targets(variants: list[Variant], work: Path) -> list[Target]:
         ("tutorial-dependency", "tutorial: yield dependency, commit after response", "tutorial:app", {}),
         ("tutorial-middleware", "tutorial: BaseHTTPMiddleware session", "tutorial:app", {"SESSION": "middleware"}),
     ]  # fmt: skip
+    if workers:  # the question is how the variant scales: the floor is reference enough
+        references = references[:1]
     for name, label, app, extra in references:
         database = f"bench_{name.replace('-', '_')}"
         recreate_database(database)
@@ -423,7 +457,14 @@ def main() -> None:
         "--duration", type=float, default=4.0, help="seconds per endpoint and round"
     )
     parser.add_argument("--variants", default=",".join(v.id for v in VARIANTS))
+    parser.add_argument(
+        "--workers",
+        default="",
+        help="serve each variant as its image does, once per worker count (1,2);"
+        " writes benchmarks/workers.{md,json} instead",
+    )
     args = parser.parse_args()
+    workers = [int(n) for n in args.workers.split(",") if n]
     if shutil.which("wrk") is None:
         raise SystemExit(
             "wrk is not installed: apt-get install wrk (Debian/Ubuntu) or brew install wrk"
@@ -432,7 +473,7 @@ def main() -> None:
     variants = [v for v in VARIANTS if v.id in wanted]
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        targets = build_targets(variants, work)
+        targets = build_targets(variants, work, workers)
         for target in targets:
             seed(target)
         for round_number in range(args.rounds):
@@ -444,11 +485,15 @@ def main() -> None:
         for target in targets:
             if not target.sqlite:
                 drop_database(target.database)
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
-    (HERE / "results.md").write_text(table)
-    chart(results, HERE / "results.png")
-    update_readme(table)
+    if workers:
+        (HERE / "workers.json").write_text(json.dumps(results, indent=2) + "\n")
+        (HERE / "workers.md").write_text(table)
+    else:
+        (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (HERE / "results.md").write_text(table)
+        chart(results, HERE / "results.png")
+        update_readme(table)
     print(table)
 
 
