@@ -151,6 +151,15 @@ async def empty_tables(engine: {{ "AsyncEngine" if is_async else "Engine" }}) ->
             {{ cookiecutter.__await }}connection.execute(delete(table))
 
 
+async def empty_database(database_url: str) -> None:
+    """Delete every row of the database at ``database_url``, from outside the application."""
+    engine = build_engine(Settings(database_url=database_url))
+    try:
+        await empty_tables(engine)
+    finally:
+        {{ cookiecutter.__await }}engine.dispose()
+
+
 @pytest.fixture
 async def committed_app(app: FastAPI) -> AsyncIterator[FastAPI]:
     """The app as it runs in production, committing for real; the tables are emptied after."""

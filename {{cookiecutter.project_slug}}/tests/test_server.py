@@ -16,13 +16,10 @@ from sqlalchemy import make_url, text
 {% endif %}
 
 {% if is_pg %}
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME, build_engine
-{% else %}
-from {{ cookiecutter.package_name }}.db.engine import build_engine
-{% endif %}
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
 
-from .conftest import ask_the_database, empty_tables
+{% endif %}
+from .conftest import ask_the_database, empty_database
 from .server import start_server
 {% if is_pg %}
 
@@ -45,14 +42,6 @@ def wal_file(database_url: str) -> Path:
     assert database is not None
     return Path(f"{database}-wal")
 {% endif %}
-
-
-async def empty_the_tables(database_url: str) -> None:
-    engine = build_engine(Settings(database_url=database_url))
-    try:
-        await empty_tables(engine)
-    finally:
-        {{ cookiecutter.__await }}engine.dispose()
 
 
 def exchange(connection: socket.socket, request: bytes) -> tuple[int, bytes]:
@@ -159,4 +148,4 @@ def test_sigterm_lets_every_worker_finish_its_requests(database_url: str, tmp_pa
         assert not wal_file(database_url).exists()
 {% endif %}
     finally:
-        asyncio.run(empty_the_tables(database_url))
+        asyncio.run(empty_database(database_url))

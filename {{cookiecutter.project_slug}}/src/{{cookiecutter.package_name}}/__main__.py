@@ -42,7 +42,8 @@ def metrics_folder() -> Iterator[None]:
             stale.unlink()
         yield
         return
-    folder = Path(tempfile.mkdtemp(prefix="{{ cookiecutter.package_name }}-metrics-"))
+    prefix = "{{ cookiecutter.package_name }}-metrics-"
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     try:
         yield
