@@ -54,14 +54,15 @@ ENDPOINTS = {
     "list": "GET /items?limit=50",
 }
 FLOOR = "floor"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 WRK_REPORT = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '\\n{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, "p99_us": %d}\\n',
+    '\\n{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, "p99_us": %d, "mean_us": %d}\\n',
     summary.requests, summary.duration, e.status,
-    e.connect + e.read + e.write + e.timeout, latency:percentile(99)))
+    e.connect + e.read + e.write + e.timeout, latency:percentile(99), latency.mean))
 end
 """
 WRK_SCRIPTS = {
@@ -295,10 +296,16 @@ def start(target: Target, port: int) -> subprocess.Popen[bytes]:
 
 
 def wrk(
-    port: int, endpoint: str, duration: float, scripts: Path, connections: int = CONNECTIONS
+    port: int,
+    endpoint: str,
+    duration: float,
+    scripts: Path,
+    connections: int = CONNECTIONS,
+    prefix: str = "",
 ) -> dict[str, int]:
+    """One wrk run; POSTs create items named ``<prefix>-<n>``."""
     script = scripts / f"{endpoint}.lua"
-    text = WRK_SCRIPTS[endpoint].replace("PREFIX", uuid.uuid4().hex[:12]) + WRK_REPORT
+    text = WRK_SCRIPTS[endpoint].replace("PREFIX", prefix or uuid.uuid4().hex[:12]) + WRK_REPORT
     script.write_text(text)
     output = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(script),
@@ -309,21 +316,61 @@ def wrk(
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and all its descendants (its workers)."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+        pending += map(int, children)
+    return total
+
+
+def committed_rows(target: Target, prefix: str) -> int:
+    """Rows a POST run's 2xx answers promised, as the database has them now."""
+    query = f"SELECT count(*) FROM items WHERE name LIKE '{prefix}-%'"
+    if target.sqlite:
+        with sqlite3.connect(target.database) as connection:
+            return int(connection.execute(query).fetchone()[0])
+    with psycopg.connect(postgres_url(target.database)) as connection:
+        row = connection.execute(query.replace("%", "%%")).fetchone()
+        return int(row[0]) if row else 0
+
+
 def load(target: Target, duration: float, scripts: Path) -> None:
     port = free_port()
     server = start(target, port)
+    posts: tuple[str, dict[str, int]] | None = None
     try:
         wrk(port, "get", 1, scripts)  # warm up: connections, statement caches
         for endpoint in ENDPOINTS:
-            result = wrk(port, endpoint, duration, scripts)
+            prefix = uuid.uuid4().hex[:12]
+            cpu = cpu_seconds(server.pid)
+            result = wrk(port, endpoint, duration, scripts, prefix=prefix)
+            result["cpu_us"] = round((cpu_seconds(server.pid) - cpu) / result["requests"] * 1e6)
+            if endpoint == "post":
+                result["acknowledged"] = result["requests"] - result["non_2xx"]
+                posts = (prefix, result)
             target.runs.setdefault(endpoint, []).append(result)
             rps = result["requests"] / (result["duration_us"] / 1e6)
             log(
-                f"  {target.name:<28} {endpoint:<5} {rps:8.0f} req/s  p99 {result['p99_us'] / 1000:.1f} ms"
+                f"  {target.name:<30} {endpoint:<5} {rps:8.0f} req/s"
+                f"  p99 {result['p99_us'] / 1000:.1f} ms = {result['p99_us'] / result['mean_us']:.1f} × mean"
+                f"  {result['cpu_us']} µs CPU/request"
             )
     finally:
         server.terminate()
         server.wait(timeout=30)
+        # Counted once the server stopped: what it still committed after answering counts.
+        if posts is not None:
+            prefix, result = posts
+            result["committed"] = committed_rows(target, prefix)
         reset(target)
 
 
@@ -332,8 +379,12 @@ def summarize(target: Target, endpoint: str) -> dict[str, float]:
     return {
         "rps": statistics.median(r["requests"] / (r["duration_us"] / 1e6) for r in runs),
         "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+        "p99_over_mean": statistics.median(r["p99_us"] / r["mean_us"] for r in runs),
+        "cpu_us": statistics.median(r["cpu_us"] for r in runs),
         "non_2xx": sum(r["non_2xx"] for r in runs),
         "socket_errors": sum(r["socket_errors"] for r in runs),
+        "acknowledged": sum(r.get("acknowledged", 0) for r in runs),
+        "committed": sum(r.get("committed", 0) for r in runs),
     }
 
 
@@ -382,17 +433,20 @@ def report(targets: list[Target], rounds: int, duration: float) -> dict[str, Any
 
 def markdown(results: dict[str, Any]) -> str:
     head = "| target | " + " | ".join(f"{label} req/s (×)" for label in ENDPOINTS.values())
-    head += " | p99 ms get / post / list | non-2xx | socket errors |"
+    head += " | p99 ÷ mean get / post / list | CPU µs per request get / post / list"
+    head += " | POSTs acknowledged / committed | non-2xx | socket errors |"
     lines = [
         f"Machine: {results['machine']}. {results['rounds']} rounds of {results['duration_s']:g} s "
         f"per endpoint, {results['connections']} connections, DB_POOL_SIZE={results['pool_size']} "
         "(no overflow); medians over the rounds.",
         "",
         "PostgreSQL targets: × is the ratio to the floor. SQLite variants: × is the ratio to "
-        "sqlite-async-dependency.",
+        "sqlite-async-dependency. p99 ÷ mean: the 99th percentile latency over the mean one. "
+        "CPU µs per request: the server's processes, from /proc. Acknowledged: 2xx answers to "
+        "POST /items; committed: their rows in the table once the server stopped.",
         "",
         head,
-        "|" + " --- |" * (len(ENDPOINTS) + 4),
+        "|" + " --- |" * (len(ENDPOINTS) + 6),
     ]
     for row in results["rows"]:
         cells = []
@@ -400,12 +454,15 @@ def markdown(results: dict[str, Any]) -> str:
             n = row[endpoint]
             ratio = f" ({n['ratio']:.2f}×)" if "ratio" in n else ""
             cells.append(f"{n['rps']:,.0f}{ratio}")
-        p99 = " / ".join(f"{row[e]['p99_ms']:.1f}" for e in ENDPOINTS)
+        tail = " / ".join(f"{row[e]['p99_over_mean']:.1f}" for e in ENDPOINTS)
+        cpu = " / ".join(f"{row[e]['cpu_us']:,.0f}" for e in ENDPOINTS)
+        writes = f"{row['post']['acknowledged']:,} / {row['post']['committed']:,}"
         non_2xx = sum(row[e]["non_2xx"] for e in ENDPOINTS)
         errors = sum(row[e]["socket_errors"] for e in ENDPOINTS)
         lines.append(
-            f"| {row['target']} | " + " | ".join(cells) + f" | {p99} | {non_2xx} | {errors} |"
-        )
+            f"| {row['target']} | " + " | ".join(cells)
+            + f" | {tail} | {cpu} | {writes} | {non_2xx} | {errors} |"
+        )  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
