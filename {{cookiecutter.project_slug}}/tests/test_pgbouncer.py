@@ -22,13 +22,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import make_url, text
 
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import ask_the_database, client_of, empty_tables
 from .server import free_port
-from .test_reconnect import TERMINATE
+from .test_reconnect import drop_the_services_connections
 
 WRITERS = 150
 
@@ -63,7 +62,7 @@ def pgbouncer_url(database_url: str) -> Iterator[str]:
             f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {users}\n"
             "pool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = 10\n"
-            # Check a server connection before lending it, as pool_pre_ping does ours.
+            # Check a server connection before lending it again, at once.
             "server_check_delay = 0\n"
         )
         for path in (Path(folder), config, users):
@@ -135,8 +134,7 @@ async def test_requests_succeed_after_the_server_drops_pgbouncers_connections(
             assert (await client.post("/items", json={"name": f"before-{n}"})).status_code == 201
 
         # PgBouncer's server connections carry the service's application_name.
-        dropped = await ask_the_database(database_url, TERMINATE, name=APPLICATION_NAME)
-        assert dropped >= 1
+        await drop_the_services_connections(database_url)
 
         for n in range(5):
             response = await client.post("/items", json={"name": f"after-{n}"})

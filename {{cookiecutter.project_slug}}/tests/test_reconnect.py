@@ -1,23 +1,44 @@
 """A restart, pg_terminate_backend or an idle timeout costs no failed request.
 
-The pool checks a connection before lending it (``pool_pre_ping``) and
-replaces one the server has closed.
+Before lending a pooled connection again the pool checks it (``db/engine.py``):
+one the server closed is noticed without a round trip and replaced; one idle
+longer than ``DB_PING_AFTER`` seconds is pinged, and replaced if the ping fails.
 """
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 from sqlalchemy import text
 
 from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
+from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import ask_the_database
+from .conftest import ask_the_database, client_of
 
 # Every connection of the service but the one asking.
 TERMINATE = text(
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
     " WHERE datname = current_database() AND application_name = :name AND pid <> pg_backend_pid()"
 )
+CONNECTIONS = text(
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND application_name = :name AND pid <> pg_backend_pid()"
+)
+
+
+async def drop_the_services_connections(database_url: str) -> None:
+    """Terminate them, and wait until they are gone (pg_terminate_backend only asks)."""
+    assert await ask_the_database(database_url, TERMINATE, name=APPLICATION_NAME) >= 1
+    for _ in range(100):
+        if await ask_the_database(database_url, CONNECTIONS, name=APPLICATION_NAME) == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the server kept the service's connections")
 
 
 async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
@@ -29,8 +50,7 @@ async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
         assert (await committed_client.get("/items")).status_code == 200
     assert committed_app.state.database.engine.pool.checkedin() >= 1
 
-    dropped = await ask_the_database(settings.database_url, TERMINATE, name=APPLICATION_NAME)
-    assert dropped >= 1
+    await drop_the_services_connections(settings.database_url)
 
     for n in range(5):
         response = await committed_client.post("/items", json={"name": f"after-{n}"})
@@ -38,3 +58,53 @@ async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
     listed = await committed_client.get("/items")
     assert listed.status_code == 200
     assert listed.json()["total"] == 5
+
+
+@pytest.fixture
+async def pinging_app(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[FastAPI]:
+    """The app with ``DB_PING_AFTER`` as the test's parameter, and a pool of one connection."""
+    update = {"db_ping_after": request.param, "db_pool_size": 1, "db_max_overflow": 0}
+    app = create_app(settings.model_copy(update=update))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def count_pings(app: FastAPI, monkeypatch: pytest.MonkeyPatch, *, fail: bool) -> list[Any]:
+    """Every ping the pool sends from now on; with ``fail``, each ping fails."""
+    dialect = app.state.database.engine.dialect
+    ping = dialect.do_ping
+    pinged: list[Any] = []
+
+    def counting_ping(dbapi_connection: Any) -> bool:
+        pinged.append(dbapi_connection)
+        if fail:
+            raise ConnectionResetError("dropped without a word")
+        return bool(ping(dbapi_connection))
+
+    monkeypatch.setattr(dialect, "do_ping", counting_ping)
+    return pinged
+
+
+@pytest.mark.parametrize(("pinging_app", "pings"), [(10.0, 0), (0.0, 3)], indirect=["pinging_app"])
+async def test_only_connections_idle_past_the_window_are_pinged(
+    pinging_app: FastAPI, monkeypatch: pytest.MonkeyPatch, pings: int
+) -> None:
+    pinged = count_pings(pinging_app, monkeypatch, fail=False)
+    async with client_of(pinging_app) as client:
+        for _ in range(4):  # the first one connects
+            assert (await client.get("/items")).status_code == 200
+
+    assert len(pinged) == pings
+
+
+@pytest.mark.parametrize("pinging_app", [0.0], indirect=True)
+async def test_a_connection_that_fails_its_ping_is_replaced(
+    pinging_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with client_of(pinging_app) as client:
+        assert (await client.get("/items")).status_code == 200
+        pinged = count_pings(pinging_app, monkeypatch, fail=True)
+        response = await client.get("/items")
+
+    assert response.status_code == 200
+    assert len(pinged) == 1  # a new connection needs no ping

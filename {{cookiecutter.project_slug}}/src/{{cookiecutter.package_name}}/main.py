@@ -1,5 +1,6 @@
 """The application: ``create_app()`` builds one, ``app`` is the one uvicorn serves."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database(settings)
         app.state.database = database
         log_connection_budget(settings)
+        # What exists once the app is up (modules, routes, the engine) lives as long
+        # as the process: out of the collector's way, it no longer makes each full
+        # collection a pause of tens of milliseconds for every request in flight.
+        gc.freeze()
         try:
             yield
         finally:

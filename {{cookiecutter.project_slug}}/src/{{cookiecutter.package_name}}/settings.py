@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # The database URL points at PgBouncer in transaction mode: no server-side
     # prepared statements outlive a transaction (see db/engine.py).
     db_pgbouncer: bool = False
+    # A pooled connection idle for longer is pinged before it is lent again;
+    # one idle for less is checked without a round trip (see db/engine.py).
+    db_ping_after: float = Field(default=10.0, ge=0)
 {% endif %}
     # Larger request bodies are refused with a 413 before they are parsed.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
