@@ -40,7 +40,7 @@ from uv import find_uv_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.matrix import VARIANTS, Variant  # noqa: E402  (the template's variant table)
+from tests.matrix import VARIANTS, Variant, interpreter  # noqa: E402  (the template's table)
 
 HERE = ROOT / "benchmarks"
 UV = find_uv_bin()
@@ -79,6 +79,42 @@ end
 }
 
 
+# A real peer: the project s3rius's fastapi-template generates with PostgreSQL,
+# SQLAlchemy and its dummy model, every optional feature off, generated through
+# its own generate_project() (it needs Python 3.12+). Its routes differ: it
+# creates with PUT /api/dummy/ and has no GET by id.
+PEER = "peer-s3rius"
+PEER_RELEASE = "6.1.2"
+PEER_GENERATE = """
+from fastapi_template.__main__ import generate_project
+from fastapi_template.input_model import BuilderContext, Database
+
+database = Database(
+    name="postgresql", image="postgres:18.3-trixie", async_driver="postgresql+asyncpg",
+    driver_short="postgres", driver="postgresql", port=5432,
+)
+generate_project(BuilderContext(
+    project_name="peer", api_type="rest", ci_type="none", db="postgresql",
+    db_info=database.model_dump(), orm="sqlalchemy", add_dummy=True, enable_routers=True,
+    enable_migrations=False, enable_redis=False, enable_taskiq=False, add_users=False,
+    self_hosted_swagger=False, enable_rmq=False, enable_kafka=False, enable_nats=False,
+    prometheus_enabled=False, otlp_enabled=False, sentry_enabled=False, enable_loguru=False,
+    gunicorn=False, traefik_labels=False, enable_kube=False, force=True,
+))
+"""
+PEER_SCRIPTS = {
+    "post": """
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"name": "PREFIX-' .. n .. '"}'
+  return wrk.format("PUT", "/api/dummy/", {["Content-Type"] = "application/json"}, body)
+end
+""",
+    "list": 'request = function() return wrk.format("GET", "/api/dummy/?limit=50") end',
+}
+
+
 @dataclass
 class Target:
     name: str
@@ -89,6 +125,13 @@ class Target:
     database: str  # a PostgreSQL database name, or a SQLite file path
     sqlite: bool = False
     runs: dict[str, list[dict[str, int]]] = field(default_factory=dict)
+    # A target with other routes: its own wrk scripts (an endpoint it lacks is skipped),
+    # its table, and what it stores of a seeded row.
+    scripts: dict[str, str] = field(default_factory=lambda: dict(WRK_SCRIPTS))
+    # The long create run: its answers and the rows it left.
+    durability: dict[str, int] = field(default_factory=dict)
+    table: str = "items"
+    seed_columns: tuple[str, ...] = ("name", "description")
 
 
 def log(message: str) -> None:
@@ -124,7 +167,7 @@ def drop_database(name: str) -> None:
         )
 
 
-def execute(target: Target, statement: str, rows: list[tuple[str, str]] | None = None) -> None:
+def execute(target: Target, statement: str, rows: list[tuple[str, ...]] | None = None) -> None:
     if target.sqlite:
         with sqlite3.connect(target.database) as connection:
             connection.executemany(statement.replace("%s", "?"), rows or [()])
@@ -140,14 +183,18 @@ def execute(target: Target, statement: str, rows: list[tuple[str, str]] | None =
 
 
 def seed(target: Target) -> None:
-    execute(target, "DELETE FROM items")
-    rows = [(f"seed-{n}", "seeded") for n in range(1, SEED + 1)]
-    execute(target, "INSERT INTO items (name, description) VALUES (%s, %s)", rows)
+    execute(target, f"DELETE FROM {target.table}")
+    values = {"name": "seed-{n}", "description": "seeded"}
+    columns = target.seed_columns
+    rows = [tuple(values[c].format(n=n) for c in columns) for n in range(1, SEED + 1)]
+    placeholders = ", ".join(["%s"] * len(columns))
+    insert = f"INSERT INTO {target.table} ({', '.join(columns)}) VALUES ({placeholders})"
+    execute(target, insert, rows)
 
 
 def reset(target: Target) -> None:
     """Back to the seeded rows, so every target loads the same table."""
-    execute(target, f"DELETE FROM items WHERE id > {SEED}")
+    execute(target, f"DELETE FROM {target.table} WHERE id > {SEED}")
 
 
 def bake_and_install(variant: Variant, work: Path) -> Path:
@@ -269,7 +316,60 @@ def build_targets(variants: list[Variant], work: Path, workers: list[int]) -> li
         }
         command = uvicorn(python, app, "--app-dir", str(HERE / "apps"))
         targets.insert(0, Target(name, label, command, reference_project, env, database))
+    peer = None if workers else peer_target(work)
+    if peer is not None:
+        targets.append(peer)
     return sorted(targets, key=lambda t: (t.sqlite, t.name != FLOOR))
+
+
+def peer_target(work: Path) -> Target | None:
+    """The peer (see PEER), generated, installed by its own hook, its table created."""
+    python = interpreter("3.12") or interpreter("3.13")
+    if python is None:
+        log("SKIPPING THE PEER: fastapi-template needs Python 3.12+, and none was found")
+        return None
+    log(f"generating the peer with fastapi-template {PEER_RELEASE}")
+    generator = work / "peer-generator"
+    run([UV, "venv", "--quiet", "--python", python, str(generator)], work)
+    package = f"fastapi-template=={PEER_RELEASE}"
+    run([UV, "pip", "install", "--quiet", "--python", str(generator / "bin/python"), package], work)
+    output = work / "peer-output"
+    output.mkdir()
+    # Its post-generation hook installs the project with `uv sync` and commits it to git.
+    path = f"{Path(UV).parent}{os.pathsep}{os.environ['PATH']}"
+    hook_env = {"PATH": path, "UV_PYTHON": python, "GIT_AUTHOR_NAME": "bench",
+                "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
+                "GIT_COMMITTER_EMAIL": "bench@example.com"}  # fmt: skip
+    run([str(generator / "bin/python"), "-c", PEER_GENERATE], output, hook_env)
+    project = output / "peer"
+    database = f"bench_{PEER.replace('-', '_')}"
+    recreate_database(database)
+    server = urlsplit(POSTGRES_URL)
+    env = {
+        "PEER_DB_HOST": server.hostname or "127.0.0.1",
+        "PEER_DB_PORT": str(server.port or 5432),
+        "PEER_DB_USER": server.username or "postgres",
+        "PEER_DB_PASS": server.password or "",
+        "PEER_DB_BASE": database,
+    }
+    peer_python = project / ".venv/bin/python"
+    # It creates its tables when it starts (create_all); now, so they can be seeded.
+    create = "import asyncio; from peer.web.lifespan import _create_tables as c; asyncio.run(c())"
+    run([str(peer_python), "-c", create], project, env)
+    version = run(
+        [str(peer_python), "-c", "import platform; print(platform.python_version())"], project
+    )
+    return Target(
+        name=PEER,
+        label=f"s3rius/fastapi-template {PEER_RELEASE}: PostgreSQL, SQLAlchemy (Python {version.strip()})",
+        command=uvicorn(peer_python, "peer.web.application:get_app", "--factory"),
+        cwd=project,
+        env=env,
+        database=database,
+        scripts=dict(PEER_SCRIPTS),
+        table="dummy_model",
+        seed_columns=("name",),
+    )
 
 
 def free_port() -> int:
@@ -302,13 +402,17 @@ def wrk(
     scripts: Path,
     connections: int = CONNECTIONS,
     prefix: str = "",
+    request: str = "",
+    timeout: float = 5,
 ) -> dict[str, int]:
-    """One wrk run; POSTs create items named ``<prefix>-<n>``."""
+    """One wrk run of ``request`` (default: the endpoint's script); creates are named
+    ``<prefix>-<n>``."""
     script = scripts / f"{endpoint}.lua"
-    text = WRK_SCRIPTS[endpoint].replace("PREFIX", prefix or uuid.uuid4().hex[:12]) + WRK_REPORT
+    request = request or WRK_SCRIPTS[endpoint]
+    text = request.replace("PREFIX", prefix or uuid.uuid4().hex[:12]) + WRK_REPORT
     script.write_text(text)
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(script),
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", f"{timeout:g}s", "-s", str(script),
          f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
@@ -334,7 +438,7 @@ def cpu_seconds(pid: int) -> float:
 
 def committed_rows(target: Target, prefix: str) -> int:
     """Rows a POST run's 2xx answers promised, as the database has them now."""
-    query = f"SELECT count(*) FROM items WHERE name LIKE '{prefix}-%'"
+    query = f"SELECT count(*) FROM {target.table} WHERE name LIKE '{prefix}-%'"
     if target.sqlite:
         with sqlite3.connect(target.database) as connection:
             return int(connection.execute(query).fetchone()[0])
@@ -348,11 +452,14 @@ def load(target: Target, duration: float, scripts: Path) -> None:
     server = start(target, port)
     posts: tuple[str, dict[str, int]] | None = None
     try:
-        wrk(port, "get", 1, scripts)  # warm up: connections, statement caches
-        for endpoint in ENDPOINTS:
+        endpoints = [endpoint for endpoint in ENDPOINTS if endpoint in target.scripts]
+        # Warm up: connections, statement caches.
+        wrk(port, endpoints[0], 1, scripts, request=target.scripts[endpoints[0]])
+        for endpoint in endpoints:
             prefix = uuid.uuid4().hex[:12]
             cpu = cpu_seconds(server.pid)
-            result = wrk(port, endpoint, duration, scripts, prefix=prefix)
+            request = target.scripts[endpoint]
+            result = wrk(port, endpoint, duration, scripts, prefix=prefix, request=request)
             result["cpu_us"] = round((cpu_seconds(server.pid) - cpu) / result["requests"] * 1e6)
             if endpoint == "post":
                 result["acknowledged"] = result["requests"] - result["non_2xx"]
@@ -372,6 +479,38 @@ def load(target: Target, duration: float, scripts: Path) -> None:
             prefix, result = posts
             result["committed"] = committed_rows(target, prefix)
         reset(target)
+
+
+# The long create run: the targets that answer a create before, or after, committing it.
+DURABILITY = (PEER, "tutorial-dependency", "postgresql-async-dependency")
+
+
+def create_for_long(target: Target, seconds: float, scripts: Path) -> None:
+    """Creates for ``seconds``, long enough for a queue to outgrow a pool timeout; then
+    the 2xx answers against the rows in the table, once the server stopped."""
+    port = free_port()
+    server = start(target, port)
+    prefix = uuid.uuid4().hex[:12]
+    try:
+        # A client that waits as long as it takes: a slow answer is still an answer.
+        request = target.scripts["post"]
+        result = wrk(port, "post", seconds, scripts, prefix=prefix, request=request, timeout=120)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    committed = committed_rows(target, prefix)
+    reset(target)
+    acknowledged = result["requests"] - result["non_2xx"]
+    target.durability = {
+        "seconds": round(seconds),
+        "acknowledged": acknowledged,
+        "committed": committed,
+        "non_2xx": result["non_2xx"],
+        "socket_errors": result["socket_errors"],
+    }
+    log(
+        f"  {target.name:<30} {seconds:g} s of creates: {acknowledged} acknowledged, {committed} committed"
+    )
 
 
 def summarize(target: Target, endpoint: str) -> dict[str, float]:
@@ -413,8 +552,9 @@ def report(targets: list[Target], rounds: int, duration: float) -> dict[str, Any
             "target": target.name,
             "label": target.label,
             "sqlite": target.sqlite,
+            "durability": target.durability,
         }
-        for endpoint in ENDPOINTS:
+        for endpoint in target.runs:
             numbers = summarize(target, endpoint)
             if base is not None:
                 numbers["ratio"] = numbers["rps"] / summarize(base, endpoint)["rps"]
@@ -451,18 +591,44 @@ def markdown(results: dict[str, Any]) -> str:
     for row in results["rows"]:
         cells = []
         for endpoint in ENDPOINTS:
-            n = row[endpoint]
+            n = row.get(endpoint)
+            if n is None:  # the target has no such route
+                cells.append("—")
+                continue
             ratio = f" ({n['ratio']:.2f}×)" if "ratio" in n else ""
             cells.append(f"{n['rps']:,.0f}{ratio}")
-        tail = " / ".join(f"{row[e]['p99_over_mean']:.1f}" for e in ENDPOINTS)
-        cpu = " / ".join(f"{row[e]['cpu_us']:,.0f}" for e in ENDPOINTS)
+        measured = [row[e] for e in ENDPOINTS if e in row]
+        tail = " / ".join(f"{row[e]['p99_over_mean']:.1f}" if e in row else "—" for e in ENDPOINTS)
+        cpu = " / ".join(f"{row[e]['cpu_us']:,.0f}" if e in row else "—" for e in ENDPOINTS)
         writes = f"{row['post']['acknowledged']:,} / {row['post']['committed']:,}"
-        non_2xx = sum(row[e]["non_2xx"] for e in ENDPOINTS)
-        errors = sum(row[e]["socket_errors"] for e in ENDPOINTS)
+        non_2xx = sum(n["non_2xx"] for n in measured)
+        errors = sum(n["socket_errors"] for n in measured)
         lines.append(
             f"| {row['target']} | " + " | ".join(cells)
             + f" | {tail} | {cpu} | {writes} | {non_2xx} | {errors} |"
         )  # fmt: skip
+    long_runs = [row for row in results["rows"] if row["durability"]]
+    if long_runs:
+        seconds = long_runs[0]["durability"]["seconds"]
+        lines += [
+            "",
+            f"A long create run, {seconds} s of POST /items (the peer: PUT /api/dummy/) at "
+            f"{results['connections']} connections: every 2xx answer is a promise; lost are "
+            "acknowledged creates missing from the table once the server stopped; up to "
+            f"{results['connections']} rows more than acknowledged are the creates in flight "
+            "when wrk stopped.",
+            "",
+            "| target | acknowledged | committed | lost | non-2xx | socket errors |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in long_runs:
+            d = row["durability"]
+            lost = max(0, d["acknowledged"] - d["committed"])
+            share = f" ({lost / d['acknowledged']:.0%})" if lost and d["acknowledged"] else ""
+            lines.append(
+                f"| {row['target']} | {d['acknowledged']:,} | {d['committed']:,} | {lost:,}{share}"
+                f" | {d['non_2xx']:,} | {d['socket_errors']:,} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -484,7 +650,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     width = 0.8 / len(ENDPOINTS)
     for axis, (title, rows) in zip(axes[:, 0], groups, strict=True):
         for i, (endpoint, label) in enumerate(ENDPOINTS.items()):
-            values = [row[endpoint].get("ratio", 0) for row in rows]
+            values = [row.get(endpoint, {}).get("ratio", 0) for row in rows]
             axis.bar([x + i * width for x in range(len(rows))], values, width, label=label)
         axis.set_xticks([x + width for x in range(len(rows))])
         axis.set_xticklabels([row["target"] for row in rows], rotation=25, ha="right", fontsize=8)
@@ -510,6 +676,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--long-creates",
+        type=float,
+        default=90,
+        help="seconds of the long create run of " + ", ".join(DURABILITY) + " (0: none)",
+    )
     parser.add_argument(
         "--duration", type=float, default=4.0, help="seconds per endpoint and round"
     )
@@ -538,6 +710,11 @@ def main() -> None:
             shift = round_number % len(targets)
             for target in targets[shift:] + targets[:shift]:
                 load(target, args.duration, work)
+        if args.long_creates and not workers:
+            log(f"long create run: {args.long_creates:g} s each")
+            for target in targets:
+                if target.name in DURABILITY:
+                    create_for_long(target, args.long_creates, work)
         results = report(targets, args.rounds, args.duration)
         for target in targets:
             if not target.sqlite:

@@ -1,9 +1,18 @@
 {% set is_async = cookiecutter.driver == "async" %}
-"""Storage of items: the only module that writes SQL for them."""
+"""Storage of items: the only module that writes SQL for them.
 
-from collections.abc import Sequence
+Reads and single creates, the hot paths, are plain statements through the
+request's session: a SELECT of the columns, an INSERT ... RETURNING. They
+answer ``StoredItem`` tuples, and skip the ORM's identity map, object
+loading and unit-of-work flush, about a fifth of a request's time. Changes
+and deletes load the ``Item`` itself, for its version check (``models.py``).
+"""
 
-from sqlalchemy import func, select
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import NamedTuple
+
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 {% if is_async %}
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +24,21 @@ from ..db.engine import is_unique_violation
 from ..db.errors import ConflictError
 from .models import Item
 from .schemas import ItemCreate, ItemUpdate
+
+# An item's first version; the ORM counts on from here with every change.
+FIRST_VERSION = 1
+
+
+class StoredItem(NamedTuple):
+    """An item as stored, read by a plain statement."""
+
+    id: int
+    name: str
+    description: str | None
+    version: int
+
+
+_COLUMNS = (Item.id, Item.name, Item.description, Item.version)
 
 
 class ItemRepository:
@@ -28,24 +52,27 @@ class ItemRepository:
     def __init__(self, session: {{ "AsyncSession" if is_async else "Session" }}) -> None:
         self.session = session
 
-    {{ cookiecutter.__async }}def get(self, item_id: int) -> Item | None:
-        return {{ cookiecutter.__await }}self.session.get(Item, item_id)
+    {{ cookiecutter.__async }}def get(self, item_id: int) -> StoredItem | None:
+        result = {{ cookiecutter.__await }}self.session.execute(select(*_COLUMNS).where(Item.id == item_id))
+        row = result.one_or_none()
+        return None if row is None else StoredItem(*row)
 
     {{ cookiecutter.__async }}def get_to_change(self, item_id: int) -> Item | None:
         """The item, locked until the transaction ends: a concurrent change waits its turn."""
         return {{ cookiecutter.__await }}self.session.get(Item, item_id, with_for_update=True)
 
-    {{ cookiecutter.__async }}def page(self, *, offset: int, limit: int) -> tuple[Sequence[Item], int]:
+    {{ cookiecutter.__async }}def page(self, *, offset: int, limit: int) -> tuple[list[StoredItem], int]:
         total = {{ cookiecutter.__await }}self.session.scalar(select(func.count()).select_from(Item))
-        query = select(Item).order_by(Item.id).offset(offset).limit(limit)
-        items = {{ cookiecutter.__await }}self.session.scalars(query)
-        return items.all(), total or 0
+        query = select(*_COLUMNS).order_by(Item.id).offset(offset).limit(limit)
+        rows = {{ cookiecutter.__await }}self.session.execute(query)
+        return [StoredItem(*row) for row in rows], total or 0
 
-    {{ cookiecutter.__async }}def add(self, data: ItemCreate) -> Item:
-        item = Item(**data.model_dump())
-        self.session.add(item)
-        {{ cookiecutter.__await }}self._flush(f"An item named {data.name!r} already exists.")
-        return item
+    {{ cookiecutter.__async }}def add(self, data: ItemCreate) -> StoredItem:
+        values = {**data.model_dump(), "version": FIRST_VERSION}
+        statement = insert(Item).values(values).returning(*_COLUMNS)
+        with _conflict_on_unique(f"An item named {data.name!r} already exists."):
+            result = {{ cookiecutter.__await }}self.session.execute(statement)
+        return StoredItem(*result.one())
 
     {{ cookiecutter.__async }}def add_all(self, data: Sequence[ItemCreate]) -> list[Item]:
         items = [Item(**entry.model_dump()) for entry in data]
@@ -64,9 +91,16 @@ class ItemRepository:
         {{ cookiecutter.__await }}self.session.flush()
 
     {{ cookiecutter.__async }}def _flush(self, conflict: str) -> None:
-        try:
+        with _conflict_on_unique(conflict):
             {{ cookiecutter.__await }}self.session.flush()
-        except IntegrityError as error:
-            if is_unique_violation(error):
-                raise ConflictError(conflict) from error
-            raise
+
+
+@contextmanager
+def _conflict_on_unique(message: str) -> Iterator[None]:
+    """A unique violation in the block, raised as a ``ConflictError(message)``."""
+    try:
+        yield
+    except IntegrityError as error:
+        if is_unique_violation(error):
+            raise ConflictError(message) from error
+        raise

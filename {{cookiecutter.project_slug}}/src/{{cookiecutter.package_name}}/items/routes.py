@@ -6,7 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Response, s
 
 from ..session import DatabaseDep, SessionDep
 from .models import Item
-from .repository import ItemRepository
+from .repository import ItemRepository, StoredItem
 from .schemas import (
     IfMatch,
     ItemCreate,
@@ -36,11 +36,11 @@ CHANGED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def etag(item: Item) -> str:
+def etag(item: Item | StoredItem) -> str:
     return f'"{item.version}"'
 
 
-{{ cookiecutter.__async }}def _get_or_404(repository: ItemRepository, item_id: int) -> Item:
+{{ cookiecutter.__async }}def _get_or_404(repository: ItemRepository, item_id: int) -> StoredItem:
     item = {{ cookiecutter.__await }}repository.get(item_id)
     if item is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Item {item_id} not found.")
