@@ -4,8 +4,8 @@
 Reads and single creates, the hot paths, are plain statements through the
 request's session: a SELECT of the columns, an INSERT ... RETURNING. They
 answer ``StoredItem`` tuples, and skip the ORM's identity map, object
-loading and unit-of-work flush, about a fifth of a request's time. Changes
-and deletes load the ``Item`` itself, for its version check (``models.py``).
+loading and unit-of-work flush. Changes and deletes load the ``Item``
+itself, for its version check (``models.py``).
 """
 
 from collections.abc import Iterator, Sequence
