@@ -8,8 +8,8 @@ from pytest_cookies.plugin import Cookies
 from uv import find_uv_bin
 
 from .conftest import bake
-from .locks import combinations, lock_id
-from .matrix import interpreter
+from .locks import LOCK_AXES, combinations, lock_id
+from .matrix import COOKIECUTTER, VARIANTS, answers, interpreter
 
 
 @pytest.mark.parametrize("combination", combinations(), ids=lock_id)
@@ -33,3 +33,33 @@ def test_the_baked_lock_is_current(cookies: Cookies, combination: dict[str, str]
 
     assert check.returncode == 0, check.stderr
     assert 'name = "fleet-tracker-2"' in (project / "uv.lock").read_text()
+
+
+def not_installed_by_the_matrix() -> list[dict[str, str]]:
+    """The combinations no matrix variant installs (each variant has one Python)."""
+    installed = {
+        (v.database, v.driver, answers(v).get("python_version", COOKIECUTTER["python_version"][0]))
+        for v in VARIANTS
+    }
+    return [c for c in combinations() if tuple(c[axis] for axis in LOCK_AXES) not in installed]
+
+
+@pytest.mark.parametrize("combination", not_installed_by_the_matrix(), ids=lock_id)
+def test_the_locks_the_matrix_does_not_install_install(
+    cookies: Cookies, combination: dict[str, str]
+) -> None:
+    """So every lock's wheels are in uv's cache after a run: a bake installs offline."""
+    python = interpreter(combination["python_version"])
+    if python is None:
+        pytest.skip(f"SKIPPING {lock_id(combination)}: no Python {combination['python_version']}")
+    project = bake(cookies, **combination)
+
+    install = subprocess.run(
+        [find_uv_bin(), "sync", "--locked", "--quiet", "--python", python],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert install.returncode == 0, install.stderr
