@@ -10,9 +10,9 @@ itself, for its version check (``models.py``).
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 {% if is_async %}
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +38,10 @@ class StoredItem(NamedTuple):
     version: int
 
 
-_COLUMNS = (Item.id, Item.name, Item.description, Item.version)
+# The table itself, not the mapped class: statements on it take Core's path,
+# with none of the ORM's compilation and result processing.
+_ITEMS = cast(Table, Item.__table__)
+_COLUMNS = (_ITEMS.c.id, _ITEMS.c.name, _ITEMS.c.description, _ITEMS.c.version)
 
 
 class ItemRepository:
@@ -53,7 +56,7 @@ class ItemRepository:
         self.session = session
 
     {{ cookiecutter.__async }}def get(self, item_id: int) -> StoredItem | None:
-        result = {{ cookiecutter.__await }}self.session.execute(select(*_COLUMNS).where(Item.id == item_id))
+        result = {{ cookiecutter.__await }}self.session.execute(select(*_COLUMNS).where(_ITEMS.c.id == item_id))
         row = result.one_or_none()
         return None if row is None else StoredItem(*row)
 
@@ -62,14 +65,14 @@ class ItemRepository:
         return {{ cookiecutter.__await }}self.session.get(Item, item_id, with_for_update=True)
 
     {{ cookiecutter.__async }}def page(self, *, offset: int, limit: int) -> tuple[list[StoredItem], int]:
-        total = {{ cookiecutter.__await }}self.session.scalar(select(func.count()).select_from(Item))
-        query = select(*_COLUMNS).order_by(Item.id).offset(offset).limit(limit)
+        total = {{ cookiecutter.__await }}self.session.scalar(select(func.count()).select_from(_ITEMS))
+        query = select(*_COLUMNS).order_by(_ITEMS.c.id).offset(offset).limit(limit)
         rows = {{ cookiecutter.__await }}self.session.execute(query)
         return [StoredItem(*row) for row in rows], total or 0
 
     {{ cookiecutter.__async }}def add(self, data: ItemCreate) -> StoredItem:
         values = {**data.model_dump(), "version": FIRST_VERSION}
-        statement = insert(Item).values(values).returning(*_COLUMNS)
+        statement = insert(_ITEMS).values(values).returning(*_COLUMNS)
         with _conflict_on_unique(f"An item named {data.name!r} already exists."):
             result = {{ cookiecutter.__await }}self.session.execute(statement)
         return StoredItem(*result.one())
