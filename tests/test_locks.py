@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from pytest_cookies.plugin import Cookies
@@ -12,24 +13,30 @@ from .locks import LOCK_AXES, combinations, lock_id
 from .matrix import COOKIECUTTER, VARIANTS, answers, interpreter
 
 
-@pytest.mark.parametrize("combination", combinations(), ids=lock_id)
-def test_the_baked_lock_is_current(cookies: Cookies, combination: dict[str, str]) -> None:
+def python_of(combination: dict[str, str]) -> str:
+    """The combination's Python; its absence skips the test loudly, or fails it under CI."""
     python = interpreter(combination["python_version"])
     if python is None:
         reason = f"no Python {combination['python_version']} interpreter found"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI must check every lock")
         pytest.skip(f"SKIPPING {lock_id(combination)}: {reason}")
+    return python
+
+
+def uv(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [find_uv_bin(), *args], cwd=project, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize("combination", combinations(), ids=lock_id)
+def test_the_baked_lock_is_current(cookies: Cookies, combination: dict[str, str]) -> None:
+    python = python_of(combination)
     # Runs of underscores become one hyphen in the lock's (normalized) project name.
     project = bake(cookies, **combination, project_slug="fleet__tracker_2")
 
-    check = subprocess.run(
-        [find_uv_bin(), "lock", "--check", "--offline", "--python", python],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    check = uv(project, "lock", "--check", "--offline", "--python", python)
 
     assert check.returncode == 0, check.stderr
     assert 'name = "fleet-tracker-2"' in (project / "uv.lock").read_text()
@@ -49,17 +56,9 @@ def test_the_locks_the_matrix_does_not_install_install(
     cookies: Cookies, combination: dict[str, str]
 ) -> None:
     """So every lock's wheels are in uv's cache after a run: a bake installs offline."""
-    python = interpreter(combination["python_version"])
-    if python is None:
-        pytest.skip(f"SKIPPING {lock_id(combination)}: no Python {combination['python_version']}")
+    python = python_of(combination)
     project = bake(cookies, **combination)
 
-    install = subprocess.run(
-        [find_uv_bin(), "sync", "--locked", "--quiet", "--python", python],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    install = uv(project, "sync", "--locked", "--quiet", "--python", python)
 
     assert install.returncode == 0, install.stderr

@@ -1,4 +1,3 @@
-{% set is_pg = cookiecutter.database == "postgresql" %}
 """Request ids, log lines, the access log and ``/metrics`` (see observability.py)."""
 
 import asyncio
@@ -20,12 +19,8 @@ from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import client_of
 from .server import start_server
+from .test_unavailable import UNREACHABLE_URL
 
-{% if is_pg %}
-UNREACHABLE_URL = "postgresql+{{ 'asyncpg' if cookiecutter.driver == 'async' else 'psycopg' }}://postgres@127.0.0.1:1/nowhere"
-{% else %}
-UNREACHABLE_URL = "sqlite+{{ 'aiosqlite' if cookiecutter.driver == 'async' else 'pysqlite' }}:////nonexistent-directory/nowhere.db"
-{% endif %}
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 

@@ -19,14 +19,11 @@ from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import ask_the_database, client_of
+from .test_server import CONNECTIONS_OF_THE_SERVICE
 
 # Every connection of the service but the one asking.
 TERMINATE = text(
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND application_name = :name AND pid <> pg_backend_pid()"
-)
-CONNECTIONS = text(
-    "SELECT count(*) FROM pg_stat_activity"
     " WHERE datname = current_database() AND application_name = :name AND pid <> pg_backend_pid()"
 )
 
@@ -35,7 +32,10 @@ async def drop_the_services_connections(database_url: str) -> None:
     """Terminate them, and wait until they are gone (pg_terminate_backend only asks)."""
     assert await ask_the_database(database_url, TERMINATE, name=APPLICATION_NAME) >= 1
     for _ in range(100):
-        if await ask_the_database(database_url, CONNECTIONS, name=APPLICATION_NAME) == 0:
+        left = await ask_the_database(
+            database_url, CONNECTIONS_OF_THE_SERVICE, name=APPLICATION_NAME
+        )
+        if left == 0:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the server kept the service's connections")
