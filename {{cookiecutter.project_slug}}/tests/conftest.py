@@ -9,10 +9,10 @@ pytest's temporary directory){% endif %}. Its schema is built once per run by th
 Alembic migrations, so every run also proves the migrations match the models.
 
 Isolation: a test's requests run in sessions that join one outer transaction
-through SAVEPOINTs (``join_transaction_mode="create_savepoint"``). The outer
-transaction is rolled back after the test, so even what a request committed is
-gone. Tests about what a commit means to *other* connections use
-``committed_app``, which commits for real and empties the tables afterwards.
+through SAVEPOINTs (``Database.join``). The outer transaction is rolled back
+after the test, so even what a request committed is gone. Tests about what a
+commit means to *other* connections use ``committed_app``, which commits for
+real and empties the tables afterwards.
 
 The tests drive the application through its ASGI interface, as uvicorn does{% if not is_async %}:
 the plain ``def`` endpoints run in the threadpool, as they do in production{% endif %}.
@@ -104,19 +104,13 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield app
 
 
-def join_test_transaction(database: Database, connection: {{ Conn }}) -> None:
-    """Make ``database``'s sessions join ``connection``'s transaction: a commit only
-    releases a SAVEPOINT, and rolling the transaction back undoes everything."""
-    database.sessionmaker.configure(bind=connection, join_transaction_mode="create_savepoint")
-
-
 @pytest.fixture
 async def connection(app: FastAPI) -> AsyncIterator[{{ Conn }}]:
     """The test's transaction; every session of the app joins it through a SAVEPOINT."""
     database: Database = app.state.database
     {{ cookiecutter.__async }}with database.engine.connect() as connection:
         transaction = {{ cookiecutter.__await }}connection.begin()
-        join_test_transaction(database, connection)
+        database.join(connection)
         yield connection
         {{ cookiecutter.__await }}transaction.rollback()
 

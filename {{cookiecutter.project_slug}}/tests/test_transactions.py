@@ -1,7 +1,7 @@
 {% set is_async = cookiecutter.driver == "async" %}
+{% set is_pg = cookiecutter.database == "postgresql" %}
 {% set Engine = "AsyncEngine" if is_async else "Engine" %}
 {% set Conn = "AsyncConnection" if is_async else "Connection" %}
-{% set Session = "AsyncSession" if is_async else "Session" %}
 """What a request's transaction means, whichever way the session is managed.
 
 - Committed *before* the response starts: a client holding a 2xx can read its
@@ -11,6 +11,12 @@
 - A commit that fails is an error response (409 / 500), never a 2xx, and the
   request's background tasks do not run.
 - A rollback that fails still ends in the request's own error response.
+- A GET, HEAD or OPTIONS request is a read-only unit of work: what it tries
+  to write is refused, and nothing of it is stored.
+{% if is_pg %}
+- A read-only unit of work runs each statement as a transaction of its own
+  (autocommit), a writing one all of them in one transaction.
+{% endif %}
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -21,11 +27,12 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from httpx2 import AsyncClient
 {% if is_async %}
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import Session
 {% else %}
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 {% endif %}
@@ -116,6 +123,23 @@ def failing_routes(app: FastAPI) -> None:
     @app.post("/test/insert-null-at-commit", status_code=201)
     {{ cookiecutter.__async }}def insert_null_at_commit(session: SessionDep) -> None:
         session.add(Item(name=None))  # violates NOT NULL
+
+    @app.get("/test/flush-in-a-read")
+    {{ cookiecutter.__async }}def flush_in_a_read(session: SessionDep) -> None:
+        session.add(Item(name="read-only?"))
+        {{ cookiecutter.__await }}session.flush()
+
+    @app.get("/test/insert-in-a-read")
+    {{ cookiecutter.__async }}def insert_in_a_read(session: SessionDep) -> None:
+        {{ cookiecutter.__await }}session.execute(insert(Item).values(name="read-only?"))
+{% if is_pg %}
+
+    @app.api_route("/test/transactions", methods=["GET", "POST"])
+    {{ cookiecutter.__async }}def transactions(session: SessionDep) -> list[int]:
+        """The ids of the transactions that ran two statements of this request."""
+        query = text("SELECT txid_current()")
+        return [{{ cookiecutter.__await }}session.scalar(query), {{ cookiecutter.__await }}session.scalar(query)]
+{% endif %}
 
     @app.patch("/test/change-a-stale-item/{item_id}")
     {{ cookiecutter.__async }}def change_a_stale_item(item_id: int, session: SessionDep) -> None:
@@ -229,14 +253,15 @@ async def test_failed_commit_is_a_server_error_not_a_success(
 
 @pytest.fixture
 def failing_rollback(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every rollback fails, as it does when the connection broke mid-request."""
+    """Every rollback fails, as it does when the connection broke mid-request
+    (the unit of work ends through the ORM's own session, whichever the driver)."""
     attempts: list[str] = []
 
-    {{ cookiecutter.__async }}def rollback(self: {{ Session }}) -> None:
+    def rollback(self: Session) -> None:
         attempts.append("rollback")
         raise OperationalError("ROLLBACK", None, ConnectionError("connection lost"))
 
-    monkeypatch.setattr({{ Session }}, "rollback", rollback)
+    monkeypatch.setattr(Session, "rollback", rollback)
     return attempts
 
 
@@ -264,6 +289,31 @@ async def test_a_failed_rollback_still_answers_the_request_error(
     assert response.json() == body
     assert committed_app.state.database.engine.pool.checkedout() == 0
     assert await names_seen_by(reader) == []
+
+
+@pytest.mark.parametrize("path", ["/test/flush-in-a-read", "/test/insert-in-a-read"])
+async def test_a_read_only_request_cannot_write(
+    committed_app: FastAPI, reader: {{ Engine }}, path: str
+) -> None:
+    async with client_of(committed_app) as client:
+        response = await client.get(path)
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal database error."}
+    assert await names_seen_by(reader) == []
+{% if is_pg %}
+
+
+async def test_a_read_only_request_runs_each_statement_in_a_transaction_of_its_own(
+    committed_app: FastAPI,
+) -> None:
+    async with client_of(committed_app) as client:
+        read = (await client.get("/test/transactions")).json()
+        write = (await client.post("/test/transactions")).json()
+
+    assert read[0] != read[1]  # autocommit: no BEGIN and COMMIT round trips
+    assert write[0] == write[1]
+{% endif %}
 
 
 async def test_a_stale_version_at_flush_is_a_failed_precondition(client: AsyncClient) -> None:

@@ -1,6 +1,18 @@
 {% set is_async = cookiecutter.driver == "async" %}
 """The PostgreSQL engine ({{ "asyncpg" if is_async else "psycopg 3" }}).
 
+A read-only unit of work (``units.py``) runs in autocommit: each statement is
+a transaction of its own, so a GET costs one round trip instead of three
+(BEGIN, the SELECT, COMMIT). It reads what it would read in a transaction:
+at PostgreSQL's READ COMMITTED every statement sees the data committed when
+it starts either way.
+{% if is_async %}
+
+Not behind PgBouncer, though: asyncpg prepares a statement and runs it in two
+exchanges, which PgBouncer may send to two different server connections
+unless a transaction holds them together.
+{% endif %}
+
 Behind PgBouncer in transaction mode (``DB_PGBOUNCER=true``) consecutive
 transactions of one connection may run on different server connections, so
 nothing may rely on a prepared statement surviving its transaction:
@@ -89,6 +101,15 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
     _check_when_lent(engine, settings.db_ping_after)
 {% endif %}
     return engine
+
+
+def read_only_options(settings: Settings) -> dict[str, Any]:
+    """The execution options of a read-only unit of work (see above)."""
+{% if is_async %}
+    if settings.db_pgbouncer:
+        return {"writes": False}
+{% endif %}
+    return {"writes": False, "isolation_level": "AUTOCOMMIT"}
 
 
 def _check_when_lent(engine: Engine, ping_after: float) -> None:

@@ -50,6 +50,11 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
     return engine
 
 
+def read_only_options(_settings: Settings) -> dict[str, Any]:
+    """The execution options of a read-only unit of work: it begins deferred (see above)."""
+    return {"writes": False}
+
+
 def is_unique_violation(error: IntegrityError) -> bool:
     """Whether ``error`` is a unique (or primary key) constraint violation."""
     return getattr(error.orig, "sqlite_errorname", None) in _UNIQUE_ERRORS

@@ -22,7 +22,6 @@ decides *how*. Work outside a request uses ``Database.open_session()``.
 """
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,13 +29,12 @@ from anyio import CancelScope
 from anyio.lowlevel import checkpoint_if_cancelled
 from sqlalchemy import select
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from ..settings import Settings
-from .engine import build_engine
+from .engine import build_engine, read_only_options
 from .metrics import POOL_WAITING, observe_pool
-
-logger = logging.getLogger(__name__)
+from .units import UnitSession, finish
 
 
 class Database:
@@ -45,11 +43,23 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = build_engine(settings)
         self.sessionmaker = async_sessionmaker(
-            self.engine, expire_on_commit=False, close_resets_only=False
+            self.engine,
+            sync_session_class=UnitSession,
+            expire_on_commit=False,
+            close_resets_only=False,
         )
         self._places = asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
         self._timeout = settings.db_pool_timeout
+        # The execution options of a unit of work that writes, or not (units.py).
+        self._options = {True: {"writes": True}, False: read_only_options(settings)}
         observe_pool(self.engine.pool)
+
+    def join(self, connection: AsyncConnection) -> None:
+        """Run every session inside ``connection``'s transaction, each in a SAVEPOINT of
+        its own, so that a commit only releases it (tests roll the transaction back).
+        A joined session cannot choose its isolation level: read-only ones join too."""
+        self.sessionmaker.configure(bind=connection, join_transaction_mode="create_savepoint")
+        self._options[False] = {"writes": False}
 
     @asynccontextmanager
     async def open_session(self, *, writes: bool = True) -> AsyncIterator[AsyncSession]:
@@ -69,8 +79,7 @@ class Database:
     async def begin(self, *, writes: bool = True) -> AsyncSession:
         """A new session that holds a connection, once one is free.
 
-        ``writes=False`` promises a read-only unit of work: on SQLite it then
-        starts a deferred transaction, which does not wait for the write lock.
+        ``writes=False`` promises a read-only unit of work (``units.py``).
         """
         POOL_WAITING.inc()
         try:
@@ -81,12 +90,12 @@ class Database:
             raise PoolTimeoutError(message) from None
         finally:
             POOL_WAITING.dec()
-        session = self.sessionmaker()
+        session = self.sessionmaker(info={"writes": writes})
         try:
-            await session.connection(execution_options={"writes": writes})
+            await session.connection(execution_options=self._options[writes])
         except BaseException:
             with CancelScope(shield=True):
-                await self._close(session)
+                await self._finish(session, commit=False)
             raise
         observe_pool(self.engine.pool)
         return session
@@ -101,17 +110,7 @@ class Database:
                 await self.end(session, commit=False)
                 raise
         with CancelScope(shield=True):
-            try:
-                if commit:
-                    try:
-                        await session.commit()
-                    except BaseException:
-                        await self._roll_back(session)
-                        raise
-                else:
-                    await self._roll_back(session)
-            finally:
-                await self._close(session)
+            await self._finish(session, commit=commit)
 
     async def ping(self) -> None:
         """Raise unless the database answers a query."""
@@ -122,17 +121,9 @@ class Database:
         """Close every pooled connection; the service is stopping."""
         await self.engine.dispose()
 
-    async def _roll_back(self, session: AsyncSession) -> None:
+    async def _finish(self, session: AsyncSession, *, commit: bool) -> None:
         try:
-            await session.rollback()
-        except Exception:
-            # The transaction is lost either way; the connection must not be reused.
-            logger.warning("Rollback failed; discarding the connection", exc_info=True)
-            await session.invalidate()
-
-    async def _close(self, session: AsyncSession) -> None:
-        try:
-            await session.close()
+            await session.run_sync(finish, commit)
         finally:
             self._places.release()
             observe_pool(self.engine.pool)

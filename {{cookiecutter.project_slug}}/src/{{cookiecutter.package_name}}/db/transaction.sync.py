@@ -30,7 +30,6 @@ decides *how*. Work outside a request uses ``Database.open_session()``.
 """
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -40,15 +39,14 @@ from typing import TypeVar
 
 from anyio import CancelScope, CapacityLimiter, to_thread
 from anyio.lowlevel import checkpoint_if_cancelled
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..settings import Settings
-from .engine import build_engine
+from .engine import build_engine, read_only_options
 from .metrics import POOL_WAITING, observe_pool
-
-logger = logging.getLogger(__name__)
+from .units import UnitSession, finish
 {% if cookiecutter.python_version == "3.11" %}
 
 T = TypeVar("T")
@@ -61,13 +59,22 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = build_engine(settings)
         self.sessionmaker = sessionmaker(
-            self.engine, expire_on_commit=False, close_resets_only=False
+            self.engine, class_=UnitSession, expire_on_commit=False, close_resets_only=False
         )
         connections = settings.db_pool_size + settings.db_max_overflow
         self._places = asyncio.Semaphore(connections)
         self._threads = CapacityLimiter(connections)
         self._timeout = settings.db_pool_timeout
+        # The execution options of a unit of work that writes, or not (units.py).
+        self._options = {True: {"writes": True}, False: read_only_options(settings)}
         observe_pool(self.engine.pool)
+
+    def join(self, connection: Connection) -> None:
+        """Run every session inside ``connection``'s transaction, each in a SAVEPOINT of
+        its own, so that a commit only releases it (tests roll the transaction back).
+        A joined session cannot choose its isolation level: read-only ones join too."""
+        self.sessionmaker.configure(bind=connection, join_transaction_mode="create_savepoint")
+        self._options[False] = {"writes": False}
 
     @asynccontextmanager
     async def open_session(self, *, writes: bool = True) -> AsyncIterator[Session]:
@@ -87,8 +94,7 @@ class Database:
     async def begin(self, *, writes: bool = True) -> Session:
         """A new session that holds a connection, once one is free.
 
-        ``writes=False`` promises a read-only unit of work: on SQLite it then
-        starts a deferred transaction, which does not wait for the write lock.
+        ``writes=False`` promises a read-only unit of work (``units.py``).
         """
         POOL_WAITING.inc()
         try:
@@ -99,12 +105,13 @@ class Database:
             raise PoolTimeoutError(message) from None
         finally:
             POOL_WAITING.dec()
-        session = self.sessionmaker()
+        session = self.sessionmaker(info={"writes": writes})
         try:
-            await self.run(partial(session.connection, execution_options={"writes": writes}))
+            options = self._options[writes]
+            await self.run(partial(session.connection, execution_options=options))
         except BaseException:
             with CancelScope(shield=True):
-                await self._close(session)
+                await self._finish(session, commit=False)
             raise
         observe_pool(self.engine.pool)
         return session
@@ -119,17 +126,7 @@ class Database:
                 await self.end(session, commit=False)
                 raise
         with CancelScope(shield=True):
-            try:
-                if commit:
-                    try:
-                        await self.run(session.commit)
-                    except BaseException:
-                        await self._roll_back(session)
-                        raise
-                else:
-                    await self._roll_back(session)
-            finally:
-                await self._close(session)
+            await self._finish(session, commit=commit)
 
     async def run{{ "" if cookiecutter.python_version == "3.11" else "[T]" }}(self, call: Callable[..., T], *args: object) -> T:
         """``call(*args)`` in the session threads, for blocking work outside the endpoints."""
@@ -144,17 +141,9 @@ class Database:
         """Close every pooled connection; the service is stopping."""
         await self.run(self.engine.dispose)
 
-    async def _roll_back(self, session: Session) -> None:
+    async def _finish(self, session: Session, *, commit: bool) -> None:
         try:
-            await self.run(session.rollback)
-        except Exception:
-            # The transaction is lost either way; the connection must not be reused.
-            logger.warning("Rollback failed; discarding the connection", exc_info=True)
-            await self.run(session.invalidate)
-
-    async def _close(self, session: Session) -> None:
-        try:
-            await self.run(session.close)
+            await self.run(finish, session, commit)
         finally:
             self._places.release()
             observe_pool(self.engine.pool)
