@@ -43,7 +43,10 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 """The running service's database, for work outside the request's session."""
 
 
-async def get_session(request: Request, database: DatabaseDep) -> AsyncIterator[{{ Session }}]:
+async def get_session(request: Request) -> AsyncIterator[{{ Session }}]:
+    # The database is looked up here, not declared as a sub-dependency: FastAPI
+    # then solves one dependency per request instead of two.
+    database = await get_database(request)
     async with database.open_session(writes=request.method not in READ_ONLY_METHODS) as session:
         yield session
 

@@ -4,15 +4,17 @@
 Reads and single creates, the hot paths, are plain statements through the
 request's session: a SELECT of the columns, an INSERT ... RETURNING. They
 answer ``StoredItem`` tuples, and skip the ORM's identity map, object
-loading and unit-of-work flush. Changes and deletes load the ``Item``
-itself, for its version check (``models.py``).
+loading and unit-of-work flush. Each is built once, with bound parameters
+for its values, so a request neither builds it again nor computes its cache
+key. Changes and deletes load the ``Item`` itself, for its version check
+(``models.py``).
 """
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 {% if is_async %}
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +44,12 @@ class StoredItem(NamedTuple):
 # with none of the ORM's compilation and result processing.
 _ITEMS = cast(Table, Item.__table__)
 _COLUMNS = (_ITEMS.c.id, _ITEMS.c.name, _ITEMS.c.description, _ITEMS.c.version)
+_BY_ID = select(*_COLUMNS).where(_ITEMS.c.id == bindparam("id"))
+_COUNT = select(func.count()).select_from(_ITEMS)
+_PAGE = (
+    select(*_COLUMNS).order_by(_ITEMS.c.id).offset(bindparam("offset")).limit(bindparam("limit"))
+)
+_INSERT = insert(_ITEMS).returning(*_COLUMNS)
 
 
 class ItemRepository:
@@ -56,7 +64,7 @@ class ItemRepository:
         self.session = session
 
     {{ cookiecutter.__async }}def get(self, item_id: int) -> StoredItem | None:
-        result = {{ cookiecutter.__await }}self.session.execute(select(*_COLUMNS).where(_ITEMS.c.id == item_id))
+        result = {{ cookiecutter.__await }}self.session.execute(_BY_ID, {"id": item_id})
         row = result.one_or_none()
         return None if row is None else StoredItem(*row)
 
@@ -65,16 +73,14 @@ class ItemRepository:
         return {{ cookiecutter.__await }}self.session.get(Item, item_id, with_for_update=True)
 
     {{ cookiecutter.__async }}def page(self, *, offset: int, limit: int) -> tuple[list[StoredItem], int]:
-        total = {{ cookiecutter.__await }}self.session.scalar(select(func.count()).select_from(_ITEMS))
-        query = select(*_COLUMNS).order_by(_ITEMS.c.id).offset(offset).limit(limit)
-        rows = {{ cookiecutter.__await }}self.session.execute(query)
+        total = {{ cookiecutter.__await }}self.session.scalar(_COUNT)
+        rows = {{ cookiecutter.__await }}self.session.execute(_PAGE, {"offset": offset, "limit": limit})
         return [StoredItem(*row) for row in rows], total or 0
 
     {{ cookiecutter.__async }}def add(self, data: ItemCreate) -> StoredItem:
         values = {**data.model_dump(), "version": FIRST_VERSION}
-        statement = insert(_ITEMS).values(values).returning(*_COLUMNS)
         with _conflict_on_unique(f"An item named {data.name!r} already exists."):
-            result = {{ cookiecutter.__await }}self.session.execute(statement)
+            result = {{ cookiecutter.__await }}self.session.execute(_INSERT, values)
         return StoredItem(*result.one())
 
     {{ cookiecutter.__async }}def add_all(self, data: Sequence[ItemCreate]) -> list[Item]:
