@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from .db.transaction import Database
 
-# Requests that change nothing: their sessions begin read-only transactions.
+# Requests that change nothing: read-only units of work (db/units.py).
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

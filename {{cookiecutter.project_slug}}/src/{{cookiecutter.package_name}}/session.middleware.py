@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .db.transaction import Database
 from .errors import database_error_response
 
-# Requests that change nothing: their sessions begin read-only transactions.
+# Requests that change nothing: read-only units of work (db/units.py).
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
