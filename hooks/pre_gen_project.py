@@ -16,6 +16,9 @@ MANIFEST = json.loads(
 IMPORTED = frozenset(MANIFEST["imports"]) | frozenset(MANIFEST["loads"])
 # Folders of the generated project that are importable from its root.
 OWN = frozenset({"migrations", "tests"})
+# The standard library's modules, and its regression tests, which
+# sys.stdlib_module_names leaves out: ``python -m test`` runs CPython's.
+STANDARD_LIBRARY = sys.stdlib_module_names | {"test"}
 
 
 # The slug names the PostgreSQL databases ("<slug>_test" too) and the service's
@@ -39,7 +42,7 @@ def problem(name: str) -> str | None:
         return "is a Python keyword"
     if name != name.lower():
         return "has uppercase letters (package names are lowercase)"
-    if name in sys.stdlib_module_names:
+    if name in STANDARD_LIBRARY:
         return f"would shadow the standard library module {name!r}"
     if name in IMPORTED:
         return f"would shadow {name!r}, which the generated project imports"

@@ -7,24 +7,28 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.operations.ops import MigrationScript
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
 from {{ cookiecutter.package_name }}.db.base import Base
-from {{ cookiecutter.package_name }}.db.engine import build_engine
-from {{ cookiecutter.package_name }}.items import models as _items  # noqa: F401  (registers the table)
+from {{ cookiecutter.package_name }}.db.engine import build_engine, migration_transaction
+from {{ cookiecutter.package_name }}.db.models import import_models
 from {{ cookiecutter.package_name }}.settings import Settings, get_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name)
 
+# Every table of every models module, wherever in the package it lives.
+import_models()
 target_metadata = Base.metadata
 
 
 def settings() -> Settings:
-    """The service's settings; a caller may pin the URL in ``config.attributes``."""
-    url = config.attributes.get("database_url")
-    return get_settings() if url is None else Settings(database_url=url)
+    """The service's settings, or those a caller passes in ``config.attributes`` (the tests)."""
+    given: Settings | None = config.attributes.get("settings")
+    return get_settings() if given is None else given
 
 
 def run_migrations_offline() -> None:
@@ -42,15 +46,28 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def skip_empty_revision(
+    _context: MigrationContext, _revision: object, directives: list[MigrationScript]
+) -> None:
+    """``alembic revision --autogenerate`` writes no file when the models did not change."""
+    script = directives[0]
+    autogenerate = getattr(config.cmd_opts, "autogenerate", False)
+    if autogenerate and script.upgrade_ops is not None and script.upgrade_ops.is_empty():
+        directives.clear()
+        print("The models match the database: no migration written.")
+
+
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
+    # One transaction for the whole run (Alembic joins it): a failure changes nothing.
+    with migration_transaction(connection):
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
 {% if cookiecutter.database == "sqlite" %}
-        render_as_batch=True,
+            render_as_batch=True,
 {% endif %}
-    )
-    with context.begin_transaction():
+            process_revision_directives=skip_empty_revision,
+        )
         context.run_migrations()
 
 

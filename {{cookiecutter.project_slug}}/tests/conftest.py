@@ -24,6 +24,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -48,11 +49,19 @@ from {{ cookiecutter.package_name }}.db.base import Base
 from {{ cookiecutter.package_name }}.db.engine import build_engine
 from {{ cookiecutter.package_name }}.db.transaction import Database
 from {{ cookiecutter.package_name }}.main import create_app
-from {{ cookiecutter.package_name }}.settings import Settings
+{% if is_pg %}
+from {{ cookiecutter.package_name }}.settings import DATABASE_NAME, URL_SCHEME, Settings
+{% else %}
+from {{ cookiecutter.package_name }}.settings import URL_SCHEME, Settings
+{% endif %}
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+# The suite sets every setting it uses itself: none comes from the developer's
+# shell (removed here, before any test runs) or from .env (see settings_for).
+for _setting in Settings.model_fields:
+    os.environ.pop(_setting.upper(), None)
 {% if is_pg %}
-DEFAULT_TEST_DATABASE_URL = "postgresql+{{ 'asyncpg' if is_async else 'psycopg' }}://postgres:postgres@localhost:5432/{{ cookiecutter.project_slug }}_test"
+DEFAULT_TEST_DATABASE_URL = f"{URL_SCHEME}://postgres:postgres@localhost:5432/{DATABASE_NAME}_test"
 
 
 {{ cookiecutter.__async }}def create_database_if_missing(url: str) -> None:
@@ -80,20 +89,31 @@ def database_url() -> str:
 {% else %}
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The test database, migrated from scratch once per run."""
-    default = f"sqlite+{{ 'aiosqlite' if is_async else 'pysqlite' }}:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    default = f"{URL_SCHEME}:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     url = os.environ.get("TEST_DATABASE_URL", default)
 {% endif %}
-    config = Config(PROJECT_DIR / "alembic.ini")
-    config.attributes["database_url"] = url
-    config.attributes["configure_logger"] = False
+    config = alembic_config(url)
     command.downgrade(config, "base")
     command.upgrade(config, "head")
     return url
 
 
+def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration, as ``alembic`` reads it, for the database at ``database_url``."""
+    config = Config(PROJECT_DIR / "alembic.ini")
+    config.attributes["settings"] = settings_for(database_url)
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def settings_for(database_url: str, **values: Any) -> Settings:
+    """Settings of a test: ``values`` and the defaults, never a value from ``.env``."""
+    return Settings(_env_file=None, database_url=database_url, **values)
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return settings_for(database_url)
 
 
 @pytest.fixture
@@ -129,7 +149,7 @@ async def client(app: FastAPI, connection: {{ Conn }}) -> AsyncIterator[AsyncCli
 
 async def ask_the_database(database_url: str, query: TextClause, **params: object) -> int:
     """``query`` on a connection of its own, outside the application: its number."""
-    engine = build_engine(Settings(database_url=database_url))
+    engine = build_engine(settings_for(database_url))
     try:
         {{ cookiecutter.__async }}with engine.connect() as connection:
             answer = {{ cookiecutter.__await }}connection.scalar(query, params)
@@ -147,7 +167,7 @@ async def empty_tables(engine: {{ "AsyncEngine" if is_async else "Engine" }}) ->
 
 async def empty_database(database_url: str) -> None:
     """Delete every row of the database at ``database_url``, from outside the application."""
-    engine = build_engine(Settings(database_url=database_url))
+    engine = build_engine(settings_for(database_url))
     try:
         await empty_tables(engine)
     finally:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import httpx2
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -49,7 +47,7 @@ def start_server(
                 "--workers",
                 str(workers),
             ],
-            cwd=PROJECT_DIR,
+            cwd=log.parent,  # not the project's: its .env is the developer's, not the test's
             env={
                 **os.environ,
                 "PROMETHEUS_MULTIPROC_DIR": str(log.with_name(f"{log.stem}-metrics")),

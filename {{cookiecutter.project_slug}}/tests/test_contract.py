@@ -20,11 +20,11 @@ from {{ cookiecutter.package_name }}.db.engine import build_engine
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import empty_tables
+from .conftest import empty_tables, settings_for
 from .server import start_server
 
 # The document as the application publishes it at /openapi.json.
-schema = schemathesis.openapi.from_dict(create_app().openapi())
+schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).openapi())
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 async def forget_what_was_written(database_url: str) -> None:
-    engine = build_engine(Settings(database_url=database_url))
+    engine = build_engine(settings_for(database_url))
     await empty_tables(engine)
     {{ cookiecutter.__await }}engine.dispose()
 

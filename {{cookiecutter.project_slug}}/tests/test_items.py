@@ -206,6 +206,7 @@ async def test_delete_removes_the_item(
 
     assert response.status_code == 204
     assert response.content == b""
+    assert "content-type" not in response.headers  # no body, so no type
     gone = await client.get(f"/items/{item['id']}")
     assert gone.status_code == 404
     assert await stored_names(connection) == []

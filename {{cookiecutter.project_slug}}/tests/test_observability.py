@@ -82,6 +82,17 @@ async def test_metrics_count_requests_by_method_route_and_status(client: AsyncCl
     assert grew("http_requests_total", method="OTHER", route="/items", status="405") == 1
 
 
+async def test_the_api_documents_are_counted_as_themselves(client: AsyncClient) -> None:
+    before = await scrape(client)
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert (await client.get(path)).status_code == 200
+    after = await scrape(client)
+
+    for route in ("/docs", "/redoc", "/openapi.json"):
+        counted = metric(after, "http_requests_total", route=route, status="200")
+        assert counted - metric(before, "http_requests_total", route=route, status="200") == 1
+
+
 @pytest.fixture
 async def one_connection_app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))

@@ -14,7 +14,7 @@ from httpx2 import AsyncClient
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import client_of
+from .conftest import client_of, settings_for
 
 POOL_TIMEOUT = 2.0
 {% if cookiecutter.database == "postgresql" %}
@@ -28,7 +28,7 @@ UNREACHABLE_URL = "sqlite+{{ 'aiosqlite' if is_async else 'pysqlite' }}:////none
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(database_url=UNREACHABLE_URL, db_pool_timeout=POOL_TIMEOUT)
+    return settings_for(UNREACHABLE_URL, db_pool_timeout=POOL_TIMEOUT)
 
 
 @pytest.fixture

@@ -13,15 +13,24 @@ start empty: this command empties the folder it names, or makes a temporary one.
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from .logs import logging_config
-from .settings import get_settings
+from .settings import Settings, get_settings, problems, unknown_variables
+
+PROG = "python -m {{ cookiecutter.package_name }}"
+# uvicorn builds the application in each worker: main.create_app().
+APP = "{{ cookiecutter.package_name }}.main:create_app"
 
 
 def positive(value: str) -> int:
@@ -51,10 +60,21 @@ def metrics_folder() -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def load_settings() -> Settings:
+    """The settings, checked before any worker starts: exit with one line per bad one
+    (status 1), and warn of variables that look like misspelt settings."""
+    for line in unknown_variables(os.environ):
+        print(f"{PROG}: warning: {line}", file=sys.stderr)
+    try:
+        return get_settings()
+    except ValidationError as error:
+        sys.exit("\n".join(f"{PROG}: cannot start: {line}" for line in problems(error)))
+
+
 def main(argv: list[str] | None = None) -> None:
-    settings = get_settings()
+    settings = load_settings()
     parser = argparse.ArgumentParser(
-        prog="python -m {{ cookiecutter.package_name }}",
+        prog=PROG,
         description="Serve the service with uvicorn.",
     )
     parser.add_argument(
@@ -83,15 +103,32 @@ def main(argv: list[str] | None = None) -> None:
     # The workers read their settings from the environment: tell them how many they are.
     os.environ["WEB_CONCURRENCY"] = str(args.workers)
     with metrics_folder():
-        uvicorn.run(
-            "{{ cookiecutter.package_name }}.main:app",
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            reload=args.reload,
-            log_config=logging_config(settings),
-            access_log=False,  # observability.py writes one that names the route
-        )
+        if args.workers > 1 and not args.reload:
+            serve_workers(args, settings)
+        else:
+            uvicorn.run(APP, **server_options(args, settings))
+
+
+def server_options(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    return {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "reload": args.reload,
+        "log_config": logging_config(settings),
+        "access_log": False,  # observability.py writes one that names the route
+    }
+
+
+def serve_workers(args: argparse.Namespace, settings: Settings) -> None:
+    """What ``uvicorn.run`` does for several workers, but a worker that fails to
+    start makes the server exit with uvicorn's status 3, not 0."""
+    config = uvicorn.Config(APP, **server_options(args, settings))
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

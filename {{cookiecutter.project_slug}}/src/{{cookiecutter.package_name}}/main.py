@@ -1,4 +1,8 @@
-"""The application: ``create_app()`` builds one, ``app`` is the one uvicorn serves."""
+"""The application: ``create_app()`` builds one.
+
+uvicorn calls it in each worker (``uvicorn --factory {{ cookiecutter.package_name }}.main:create_app``, as
+``python -m {{ cookiecutter.package_name }}`` does): nothing is built, and no setting read, on import.
+"""
 
 import gc
 import logging
@@ -68,6 +72,3 @@ def log_connection_budget(settings: Settings) -> None:
         per_worker * settings.web_concurrency,
         settings.web_concurrency,
     )
-
-
-app = create_app()

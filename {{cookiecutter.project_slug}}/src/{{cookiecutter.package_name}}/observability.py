@@ -93,7 +93,7 @@ class AccessMiddleware:
             # Background tasks run after the last byte; they do not count.
             seconds = (answered or time.perf_counter()) - started
             method = scope["method"] if scope["method"] in HTTP_METHODS else "OTHER"
-            route = getattr(scope.get("route"), "path_format", UNMATCHED)
+            route = route_of(scope)
             REQUESTS.labels(method, route, status).inc()
             LATENCY.labels(method, route, status).observe(seconds)
             access_log.info(
@@ -110,6 +110,19 @@ class AccessMiddleware:
                     "duration_ms": round(seconds * 1000, 3),
                 },
             )
+
+
+def route_of(scope: Scope) -> str:
+    """The path template of the route that answered (``/items/{item_id}``), or ``<unmatched>``.
+
+    FastAPI's own routes name themselves in the scope; the routes Starlette
+    matches for FastAPI (``/docs``, ``/openapi.json``) leave only their endpoint.
+    """
+    route = scope.get("route")
+    if route is None and "endpoint" in scope:
+        routes = scope["app"].routes
+        route = next((r for r in routes if getattr(r, "endpoint", None) is scope["endpoint"]), None)
+    return getattr(route, "path_format", UNMATCHED)
 
 
 def install_observability(app: FastAPI) -> None:

@@ -1,24 +1,49 @@
-"""Settings, read from the environment and from a ``.env`` file."""
+{% set scheme = ("sqlite+" ~ ("aiosqlite" if cookiecutter.driver == "async" else "pysqlite")) if cookiecutter.database == "sqlite" else ("postgresql+" ~ ("asyncpg" if cookiecutter.driver == "async" else "psycopg")) %}
+"""Settings, read from the environment and from a ``.env`` file.
 
+Every setting is an environment variable of the same name, upper-cased; the
+environment wins over ``.env``. Values are checked when the service starts:
+``python -m {{ cookiecutter.package_name }}`` refuses to start on a bad one, with one line naming it.
+"""
+
+import difflib
+import re
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # The name of the database the service uses by default.
 DATABASE_NAME = "{{ cookiecutter.project_slug }}"
+# The database and driver every DATABASE_URL must name, as SQLAlchemy spells them.
+URL_SCHEME = "{{ scheme }}"
+ENV_FILE = ".env"
+# A variable's name on a line of .env: NAME=value, or export NAME=value.
+_ENV_FILE_NAME = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", re.M)
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
     """Every setting can be given as an environment variable of the same name, upper-cased."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
 
 {% if cookiecutter.database == "sqlite" %}
-    database_url: str = f"sqlite+{{ 'aiosqlite' if cookiecutter.driver == 'async' else 'pysqlite' }}:///./{DATABASE_NAME}.db"
+    database_url: str = f"{URL_SCHEME}:///./{DATABASE_NAME}.db"
 {% else %}
-    database_url: str = f"postgresql+{{ 'asyncpg' if cookiecutter.driver == 'async' else 'psycopg' }}://postgres:postgres@localhost:5432/{DATABASE_NAME}"
+    database_url: str = f"{URL_SCHEME}://postgres:postgres@localhost:5432/{DATABASE_NAME}"
 {% endif %}
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
@@ -38,8 +63,50 @@ class Settings(BaseSettings):
     # variable). Each opens up to db_pool_size + db_max_overflow connections.
     web_concurrency: int = Field(default=1, ge=1)
     # "text" reads well in a terminal; "json" (one object per line) suits log collectors.
-    log_format: Literal["text", "json"] = "text"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = (
+        "INFO"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _names_this_variants_driver(cls, url: str) -> str:
+        try:
+            parsed = make_url(url)
+            dialect = parsed.get_dialect()
+        except (ArgumentError, ValueError):
+            raise ValueError(f"is not a database URL; expected {URL_SCHEME}://...") from None
+        # sqlite:// names the same driver as sqlite+pysqlite://, postgresql:// as +psycopg.
+        if f"{dialect.name}+{dialect.driver}" != URL_SCHEME:
+            raise ValueError(
+                f"names {parsed.drivername!r}; this service runs on {URL_SCHEME}://..."
+            )
+        return url
+
+
+def problems(error: ValidationError) -> list[str]:
+    """One line per bad setting: its variable and why. Values are not repeated (they may be secrets)."""
+    lines = []
+    for detail in error.errors(include_url=False, include_input=False):
+        name = "_".join(str(part) for part in detail["loc"]).upper() or "settings"
+        lines.append(f"{name}: {detail['msg'].removeprefix('Value error, ')}")
+    return lines
+
+
+def unknown_variables(environ: Mapping[str, str], env_file: Path = Path(ENV_FILE)) -> list[str]:
+    """Variables (in ``environ`` or ``.env``) that look like settings but are none: likely typos."""
+    known = {name.upper() for name in Settings.model_fields}
+    prefixes = tuple({name.split("_")[0] + "_" for name in known})
+    given = set(environ)
+    if env_file.is_file():
+        given |= set(_ENV_FILE_NAME.findall(env_file.read_text(encoding="utf-8")))
+    lines = []
+    for name in sorted(given):
+        if name.upper().startswith(prefixes) and name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            lines.append(f"{name} is not a setting of this service{hint}")
+    return lines
 
 
 @lru_cache

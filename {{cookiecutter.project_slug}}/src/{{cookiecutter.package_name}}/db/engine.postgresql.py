@@ -34,10 +34,12 @@ milliseconds, so the ping's round trips are saved on nearly every request.
 
 {% if is_async %}
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -46,9 +48,11 @@ from sqlalchemy.pool import ConnectionPoolEntry
 import math
 import select
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 {% endif %}
@@ -150,6 +154,14 @@ def _looks_closed(dbapi_connection: Any) -> bool:
 def is_unique_violation(error: IntegrityError) -> bool:
     """Whether ``error`` is a unique (or primary key) constraint violation."""
     return getattr(error.orig, "sqlstate", None) == _UNIQUE_VIOLATION
+
+
+@contextmanager
+def migration_transaction(connection: Connection) -> Iterator[None]:
+    """The transaction a run of migrations changes the schema in: PostgreSQL's DDL is
+    transactional, so a migration that fails changes nothing."""
+    with connection.begin():
+        yield
 {% if is_async %}
 
 

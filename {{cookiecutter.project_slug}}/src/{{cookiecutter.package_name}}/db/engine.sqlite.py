@@ -16,25 +16,38 @@ SQLite as a service database, set up on every connection:
   for it later: SQLite would refuse it at once with "database is locked",
   whatever the busy timeout. Read-only work (``writes=False``, such as GET
   requests) begins deferred and runs alongside the writer.
+
+Migrations change the schema as SQLite's documentation prescribes for a
+table rebuild (what Alembic's batch mode does: a new table, the rows copied,
+the old one dropped): foreign keys off outside the migration's transaction,
+so that dropping the old table cascades to nothing, and
+``PRAGMA foreign_key_check`` before the commit, so that a migration that
+would leave a row pointing nowhere fails and changes nothing. A rebuilt
+table keeps ``AUTOINCREMENT`` and the highest id it ever handed out.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 {% if is_async %}
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, Table, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 {% else %}
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.exc import IntegrityError
 {% endif %}
 
 from ..settings import Settings
+from .errors import MigrationError
 
 # The largest value of an INTEGER column, such as a primary key.
 MAX_INTEGER = 2**63 - 1
 
 _UNIQUE_ERRORS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
+# What Alembic names the new table of a rebuild: _alembic_tmp_<table>, cut at 50 characters.
+_REBUILT = "_alembic_tmp_"
 
 
 def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engine" }}:
@@ -77,3 +90,61 @@ def _configure_connections(engine: Engine, settings: Settings) -> None:
     def on_begin(connection: Connection) -> None:
         writes = connection.get_execution_options().get("writes", True)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+@contextmanager
+def migration_transaction(connection: Connection) -> Iterator[None]:
+    """The transaction a run of migrations changes the schema in (see above)."""
+    _set_foreign_keys(connection, on=False)
+    rebuilt: dict[str, int] = {}  # table -> the highest id it had handed out
+
+    def keep_autoincrement(table: Table, ddl_connection: Connection, **_kw: Any) -> None:
+        """Give a rebuild's new table the old one's AUTOINCREMENT, and note its sequence."""
+        if not table.name.startswith(_REBUILT):
+            return
+        rows = ddl_connection.exec_driver_sql(
+            "SELECT name, sql, (SELECT seq FROM sqlite_sequence s WHERE s.name = m.name)"
+            " FROM sqlite_master m WHERE type = 'table'"
+        )
+        for name, sql, seq in rows:
+            if (_REBUILT + name)[:50] == table.name and "AUTOINCREMENT" in sql.upper():
+                table.dialect_kwargs["sqlite_autoincrement"] = True
+                rebuilt[name] = max(rebuilt.get(name, 0), seq or 0)
+
+    event.listen(Table, "before_create", keep_autoincrement)
+    try:
+        with connection.begin():
+            yield
+            for name, seq in rebuilt.items():
+                _keep_sequence(connection, name, seq)
+            _check_foreign_keys(connection)
+    finally:
+        event.remove(Table, "before_create", keep_autoincrement)
+        _set_foreign_keys(connection, on=True)
+
+
+def _set_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """SQLite ignores this PRAGMA inside a transaction: it goes to the driver's connection,
+    outside SQLAlchemy's transaction."""
+    cursor = connection.connection.cursor()
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    cursor.close()
+
+
+def _keep_sequence(connection: Connection, table: str, seq: int) -> None:
+    """After a rebuild, the table's next id is above every id it ever handed out."""
+    updated = connection.exec_driver_sql(
+        "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (seq, table)
+    )
+    if updated.rowcount == 0:  # the rebuilt table is empty: it has no row there yet
+        connection.exec_driver_sql("INSERT INTO sqlite_sequence VALUES (?, ?)", (table, seq))
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    orphans = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if orphans:
+        tables = sorted({f"{table} -> {parent}" for table, _rowid, parent, _fk in orphans})
+        raise MigrationError(
+            f"the migrations would leave {len(orphans)} rows pointing at no row"
+            f" ({', '.join(tables)}); nothing was changed"
+        )

@@ -119,7 +119,10 @@ def etag(item: Item | StoredItem) -> str:
 
 
 @router.delete(
-    "/{item_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses={**NOT_FOUND, **CHANGED}
+    "/{item_id:int}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,  # no body, so no content type
+    responses={**NOT_FOUND, **CHANGED},
 )
 {{ cookiecutter.__async }}def delete_item(
     item_id: ItemId,
