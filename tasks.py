@@ -96,7 +96,7 @@ def demo(output_dir: Path) -> None:
         "tasks.py: serving on http://127.0.0.1:8000 (API docs at /docs); Ctrl-C stops", flush=True
     )
     os.chdir(project)
-    os.execv(uv, [uv, "run", "uvicorn", "my_service.main:app", "--port", "8000"])
+    os.execv(uv, [uv, "run", "python", "-m", "my_service", "--port", "8000"])
 
 
 def main(argv: list[str]) -> int:

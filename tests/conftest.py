@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from cookiecutter.generate import generate_context
+from cookiecutter.prompt import prompt_for_config
+from cookiecutter.utils import create_env_with_context
 from psycopg import sql
 from pytest_cookies.plugin import Cookies
 
@@ -46,6 +49,18 @@ def template_repo(tmp_path: Path) -> Path:
     git("add", "--all", cwd=repo)
     git("commit", "--quiet", "-m", "template", cwd=repo)
     return repo
+
+
+@pytest.fixture(scope="session")
+def rendered_hooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hooks as cookiecutter runs them: rendered with the default answers."""
+    context = generate_context(context_file=str(TEMPLATE_DIR / "cookiecutter.json"))
+    answers = prompt_for_config(context, no_input=True)
+    env = create_env_with_context({"cookiecutter": answers})
+    out = tmp_path_factory.mktemp("hooks")
+    for hook in sorted((TEMPLATE_DIR / "hooks").glob("*.py")):
+        (out / hook.name).write_text(env.from_string(hook.read_text()).render(cookiecutter=answers))
+    return out
 
 
 def bake(cookies: Cookies, **context: str) -> Path:

@@ -112,6 +112,12 @@ def choices(axis: str) -> list[str]:
 
 def expected_files(context: Mapping[str, str]) -> set[str]:
     """The files a bake with ``context`` must produce, relative to the project."""
+    return set(expected_sources(context))
+
+
+def expected_sources(context: Mapping[str, str]) -> dict[str, str]:
+    """The files a bake with ``context`` must produce, each with the template file it is
+    rendered from (both relative, the package's folder named in the target only)."""
     package = context["package_name"]
     sources: dict[str, str | None] = {}  # an alternative's file -> its target, if chosen
     for target, axes in MANIFEST["alternatives"].items():
@@ -123,14 +129,14 @@ def expected_files(context: Mapping[str, str]) -> set[str]:
     for target, answers in MANIFEST["only"].items():
         if any(context[prompt] != answer for prompt, answer in answers.items()):
             sources[target.format(package_name=package)] = None
-    files = set()
+    files = {}
     for path in PROJECT_TEMPLATE.rglob("*"):
         if path.is_file() and "__pycache__" not in path.parts:
-            relative = path.relative_to(PROJECT_TEMPLATE).as_posix()
-            relative = relative.replace("{{cookiecutter.package_name}}", package)
+            source = path.relative_to(PROJECT_TEMPLATE).as_posix()
+            relative = source.replace("{{cookiecutter.package_name}}", package)
             kept = sources.get(relative, relative)
             if kept is not None:
-                files.add(kept)
+                files[kept] = source
     return files
 
 

@@ -196,6 +196,8 @@ def test_python_version_reaches_every_tool(cookies: Cookies, python_version: str
     assert f'requires-python = ">={python_version}"' in pyproject
     assert f'target-version = "py{python_version.replace(".", "")}"' in pyproject
     assert f'python_version = "{python_version}"' in pyproject
+    # uv and pyenv pick an installed interpreter of that version, not a download.
+    assert (project / ".python-version").read_text() == f"{python_version}\n"
 
 
 def test_no_answers_bake_the_documented_default_variant(cookies: Cookies) -> None:

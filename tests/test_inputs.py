@@ -1,6 +1,10 @@
 """Bad answers are refused with one clear line, and leave nothing behind."""
 
+import importlib.util
+import keyword
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from cookiecutter.exceptions import FailedHookException
@@ -29,7 +33,33 @@ BAD_NAMES = [
     ("migrations", "is the name of the generated project's own 'migrations' folder"),
     ("json", "would shadow the standard library module 'json'"),
     ("asyncio", "would shadow the standard library module 'asyncio'"),
+    ("test", "would shadow the standard library module 'test'"),  # CPython's own tests
 ]
+
+
+@pytest.fixture(scope="module")
+def pre_gen_hook(rendered_hooks: Path) -> ModuleType:
+    """The pre-generation hook as cookiecutter runs it, imported to ask it directly."""
+    spec = importlib.util.spec_from_file_location("pre_gen", rendered_hooks / "pre_gen_project.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_standard_library_name_is_refused(pre_gen_hook: ModuleType) -> None:
+    # Names the other rules would let through: all of them, not a sample.
+    candidates = {
+        name
+        for name in sys.stdlib_module_names | {"test"}
+        if name.isidentifier() and name == name.lower() and not keyword.iskeyword(name)
+        if not name.startswith("_") and not name.endswith("_")
+    }
+    assert len(candidates) > 150
+
+    for name in sorted(candidates):
+        assert pre_gen_hook.problem(name) == f"would shadow the standard library module {name!r}"
 
 
 def bake_into(output_dir: Path, **context: str) -> None:

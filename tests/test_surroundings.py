@@ -195,7 +195,7 @@ def test_ci_workflow(baked: tuple[Variant, Path]) -> None:
 
 
 def test_every_make_verb_is_listed_by_help_and_runs_through_uv(
-    baked: tuple[Variant, Path],
+    baked: tuple[Variant, Path], tmp_path: Path
 ) -> None:
     _, project = baked
     make = shutil.which("make")
@@ -217,9 +217,29 @@ def test_every_make_verb_is_listed_by_help_and_runs_through_uv(
     for verb in set(verbs) - {"help"}:
         commands = make_output("-n", verb, "m=a change")
         assert commands, verb
-        assert all(command.startswith(("uv sync", "uv run ")) for command in commands), commands
+        # Outside a git repository, install says how to get the hook instead of failing.
+        said = [command for command in commands if command.startswith("echo ")]
+        assert all(
+            command.startswith(("uv sync", "uv run "))
+            for command in commands
+            if command not in said
+        ), commands
+        assert said == ([] if verb != "install" else [said[0]]), commands
     # Serving migrates first.
     assert make_output("-n", "run")[0] == "uv run alembic upgrade head"
+    # A revision needs a message, and says so.
+    nameless = subprocess.run([make, "revision"], cwd=project, capture_output=True, text=True)
+    assert nameless.returncode != 0
+    assert 'Say what changed: make revision m="add a column"' in nameless.stderr
+    # In a git repository, install installs the hook too.
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    shutil.copy(project / "Makefile", repository)
+    subprocess.run(["git", "init", "--quiet"], cwd=repository, check=True)
+    installs = subprocess.run(
+        [make, "-n", "install"], cwd=repository, capture_output=True, text=True, check=True
+    )
+    assert installs.stdout.splitlines() == ["uv sync", "uv run pre-commit install"]
 
 
 def test_pre_commit_runs_offline_from_the_project_environment(baked: tuple[Variant, Path]) -> None:
@@ -233,7 +253,8 @@ def test_pre_commit_runs_offline_from_the_project_environment(baked: tuple[Varia
     )
     for hook in hooks.values():
         assert hook["language"] == "system"
-        assert hook["entry"].startswith("uv run --no-sync ")
+        # The environment's own tool: no uv needed on PATH when git runs the hook.
+        assert hook["entry"].startswith(".venv/bin/")
 
 
 @pytest.mark.parametrize("license", COOKIECUTTER["license"])
@@ -272,3 +293,6 @@ def test_every_setting_is_documented(baked: tuple[Variant, Path]) -> None:
     for name in names:
         assert f"| `{name}` |" in readme, f"{name} is missing from the README's settings table"
         assert any(line.startswith(f"{name}=") for line in example), f"{name} not in .env.example"
+    # Read by the service too, not a setting: documented all the same.
+    assert "| `PROMETHEUS_MULTIPROC_DIR` |" in readme
+    assert any(line.startswith("# PROMETHEUS_MULTIPROC_DIR=") for line in example)

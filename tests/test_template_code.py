@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cookiecutter.generate import generate_context
-from cookiecutter.prompt import prompt_for_config
-from cookiecutter.utils import create_env_with_context
 
 from .matrix import COOKIECUTTER, TEMPLATE_DIR, VARIANTS, selected_variants
-
-HOOKS = sorted((TEMPLATE_DIR / "hooks").glob("*.py"))
 
 
 def tool(*command: str, cwd: Path = TEMPLATE_DIR) -> str:
@@ -32,18 +27,6 @@ def test_tests_and_tasks_are_lint_clean() -> None:
 
 def test_tests_and_tasks_type_check_strictly() -> None:
     assert "Success" in tool("mypy")
-
-
-@pytest.fixture(scope="module")
-def rendered_hooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The hooks as cookiecutter runs them: rendered with the default answers."""
-    context = generate_context(context_file=str(TEMPLATE_DIR / "cookiecutter.json"))
-    answers = prompt_for_config(context, no_input=True)
-    env = create_env_with_context({"cookiecutter": answers})
-    out = tmp_path_factory.mktemp("hooks")
-    for hook in HOOKS:
-        (out / hook.name).write_text(env.from_string(hook.read_text()).render(cookiecutter=answers))
-    return out
 
 
 def test_rendered_hooks_are_lint_clean(rendered_hooks: Path) -> None:

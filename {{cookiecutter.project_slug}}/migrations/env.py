@@ -12,7 +12,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
 from {{ cookiecutter.package_name }}.db.base import Base
-from {{ cookiecutter.package_name }}.db.engine import build_engine, migration_transaction
+from {{ cookiecutter.package_name }}.db.engine import (
+    build_engine,
+    migration_transaction,
+)
 from {{ cookiecutter.package_name }}.db.models import import_models
 from {{ cookiecutter.package_name }}.settings import Settings, get_settings
 

@@ -50,7 +50,11 @@ from {{ cookiecutter.package_name }}.db.engine import build_engine
 from {{ cookiecutter.package_name }}.db.transaction import Database
 from {{ cookiecutter.package_name }}.main import create_app
 {% if is_pg %}
-from {{ cookiecutter.package_name }}.settings import DATABASE_NAME, URL_SCHEME, Settings
+from {{ cookiecutter.package_name }}.settings import (
+    DATABASE_NAME,
+    URL_SCHEME,
+    Settings,
+)
 {% else %}
 from {{ cookiecutter.package_name }}.settings import URL_SCHEME, Settings
 {% endif %}

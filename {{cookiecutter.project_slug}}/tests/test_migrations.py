@@ -10,9 +10,7 @@ database describes them (``row_for``).
 """
 
 import argparse
-{% if is_async %}
 import asyncio
-{% endif %}
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time
@@ -141,7 +139,7 @@ def stairway_database(database_url: str) -> Iterator[str]:
         yield database_url
     finally:
         command.upgrade(alembic_config(database_url), "head")
-        {{ "asyncio.run(empty_database(database_url))" if is_async else "empty_database(database_url)" }}
+        asyncio.run(empty_database(database_url))
 
 
 def test_every_revision_goes_down_and_up_again_without_losing_a_row(

@@ -3,16 +3,18 @@
 import importlib
 import pkgutil
 
-import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }}.db.base import Base
-from {{ cookiecutter.package_name }}.db.models import import_models
+from {{ cookiecutter.package_name }}.db.models import (
+    SERVICE_PACKAGE,
+    import_models,
+)
 
 
 def test_every_model_lives_in_a_models_module() -> None:
     found = import_models()
-    package = {{ cookiecutter.package_name }}.__name__
-    for module in pkgutil.walk_packages({{ cookiecutter.package_name }}.__path__, f"{package}."):
-        if module.name != f"{package}.__main__":
+    package = importlib.import_module(SERVICE_PACKAGE)
+    for module in pkgutil.walk_packages(package.__path__, f"{SERVICE_PACKAGE}."):
+        if module.name != f"{SERVICE_PACKAGE}.__main__":
             importlib.import_module(module.name)
 
     elsewhere = {
@@ -21,4 +23,4 @@ def test_every_model_lives_in_a_models_module() -> None:
         if not any(mapper.class_.__module__.startswith(name) for name in found)
     }
     assert elsewhere == {}, "move these models into a models module (see db/models.py)"
-    assert f"{package}.items.models" in found
+    assert f"{SERVICE_PACKAGE}.items.models" in found
