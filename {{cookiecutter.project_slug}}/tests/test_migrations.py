@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from itertools import count
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from alembic import command
@@ -28,15 +28,14 @@ from {{ cookiecutter.package_name }}.db.engine import build_engine
 
 from .conftest import PROJECT_DIR, alembic_config, empty_database, settings_for
 
-T = TypeVar("T")
 UNIQUE = count(1)  # values no other row of a column has
 
 
-def on_the_database(database_url: str, work: Callable[[Connection], T]) -> T:
+def on_the_database(database_url: str, work: Callable[[Connection], Any]) -> Any:
     """``work`` in a transaction of its own, committed."""
 {% if is_async %}
 
-    async def run() -> T:
+    async def run() -> Any:
         engine = build_engine(settings_for(database_url))
         try:
             async with engine.begin() as connection:
