@@ -13,12 +13,16 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from pytest_cookies.plugin import Cookies
 from uv import find_uv_bin
@@ -186,7 +190,7 @@ def test_own_suite_passes_against_a_real_database(
         (project.path / ".env").unlink()
     project.measure(record_property, "suite_s", started)
     summary = output.strip().splitlines()[-1]
-    match = re.fullmatch(r"(\d+) passed(?:, (\d+) skipped)? in [\d.]+s", summary)
+    match = re.fullmatch(r"(\d+) passed(?:, (\d+) skipped)? in [\d.]+s(?: \([\d:]+\))?", summary)
     assert match, f"expected only passes, got: {summary}"
     if match.group(2):
         # Only the PgBouncer tests may skip, and only where pgbouncer is not installed
@@ -220,3 +224,122 @@ def test_pre_commit_passes_on_a_fresh_bake(
     assert re.search(r"^mypy \(strict, whole project\)\.+Passed$", output, re.M), output
     changed = run(["git", "diff", "--name-only"], project.path)
     assert changed == "", f"pre-commit changed files:\n{changed}"
+
+
+# The README's "Add a resource": a file it names, then its code.
+README_FILE = re.compile(r"^File `([^`]+)`:\n\n```python\n(.*?)^```$", re.M | re.S)
+README_LINES = re.compile(r"next to the items router's:\n\n```python\n(.*?)^```$", re.M | re.S)
+
+
+def query(database_url: str, statement: str) -> list[tuple[object, ...]]:
+    """``statement`` on the variant's database, outside the project, committed."""
+    url = urlsplit(database_url)
+    if url.scheme.startswith("sqlite"):
+        with closing(sqlite3.connect(url.path.removeprefix("/"))) as lite, lite:
+            return lite.execute(statement).fetchall()
+    plain = url._replace(scheme="postgresql").geturl()
+    with psycopg.connect(plain, autocommit=True) as server:
+        cursor = server.execute(statement)
+        return cursor.fetchall() if cursor.description else []
+
+
+def test_add_a_resource_as_the_readme_says(project: Project) -> None:
+    """Last of a variant's tests: it changes the project. The walkthrough's files and
+    migration, then everything the project checks; then a column added to items and
+    dropped again, with notes stored (on SQLite a table rebuild, which must keep them)."""
+    env = {"DATABASE_URL": project.database_url}
+    (package,) = (project.path / "src").iterdir()
+    readme = (project.path / "README.md").read_text()
+    section = readme[readme.index("## Add a resource") : readme.index("## The API")]
+    project.uv_run("alembic", "upgrade", "head", env=env)
+    run(["git", "add", "--all"], project.path)  # what the bake gave, to compare with
+
+    files = README_FILE.findall(section)
+    assert [name for name, _ in files][-1] == "tests/test_notes.py"
+    for name, code in files:
+        (project.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (project.path / name).write_text(code)
+    main = package / "main.py"
+    text = main.read_text()
+    (lines,) = README_LINES.findall(section)
+    new_import, new_include = lines.splitlines()
+    for anchor, line in [
+        ("from .items.routes import router as items_router\n", new_import),
+        ("    app.include_router(items_router)\n", new_include),
+    ]:
+        assert anchor in text
+        text = text.replace(anchor, f"{anchor}{line}\n")
+    main.write_text(text)
+
+    versions = project.path / "migrations/versions"
+    before = set(versions.glob("*.py"))
+    project.uv_run("alembic", "revision", "--autogenerate", "-m", "create notes", env=env)
+    (migration,) = set(versions.glob("*.py")) - before
+    assert migration.name.endswith("_create_notes.py")
+    assert 'op.create_table(\n        "notes",' in migration.read_text()
+    project.uv_run("alembic", "upgrade", "head", env=env)
+    assert "No new upgrade operations detected" in project.uv_run("alembic", "check", env=env)
+
+    # Nothing outside the new package and its migration changed, but main.py's two lines.
+    assert run(["git", "diff", "--name-only"], project.path).split() == [
+        main.relative_to(project.path).as_posix()
+    ]
+    added = [
+        line[1:]
+        for line in run(["git", "diff", "-U0"], project.path).splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    assert added == [new_import, new_include]
+    untracked = run(["git", "ls-files", "--others", "--exclude-standard"], project.path).split()
+    notes = package.relative_to(project.path) / "notes"
+    assert sorted(untracked) == sorted(
+        [
+            f"{notes}/{name}"
+            for name in ("__init__.py", "models.py", "schemas.py", "repository.py", "routes.py")
+        ]
+        + [migration.relative_to(project.path).as_posix(), "tests/test_notes.py"]
+    )
+
+    project.uv_run("ruff", "check", ".")
+    project.uv_run("ruff", "format", "--check", ".")
+    assert "Success: no issues found" in project.uv_run("mypy")
+
+    # The user's next step: a column added to items, then dropped again, with notes stored.
+    query(project.database_url, "INSERT INTO items (name, version) VALUES ('Kept', 1)")
+    for _ in range(3):
+        query(
+            project.database_url,
+            "INSERT INTO notes (item_id, body, kind, priority, pinned)"
+            " SELECT id, 'a note', 'remark', 1, false FROM items WHERE name = 'Kept'",
+        )
+    stored = query(project.database_url, "SELECT id, item_id, body FROM notes ORDER BY id")
+    assert len(stored) == 3
+    models = package / "items/models.py"
+    plain = models.read_text()
+    column = "    version: Mapped[int] = mapped_column()\n"
+    assert column in plain
+    for step, text in [
+        ("add colour", plain.replace(column, f"{column}    colour: Mapped[str | None]\n")),
+        ("drop colour", plain),
+    ]:
+        models.write_text(text)
+        project.uv_run("alembic", "revision", "--autogenerate", "-m", step, env=env)
+        project.uv_run("alembic", "upgrade", "head", env=env)
+
+    # SQLite rebuilt items twice: its notes are still there (not cascaded away).
+    assert query(project.database_url, "SELECT id, item_id, body FROM notes ORDER BY id") == stored
+    query(project.database_url, "DELETE FROM notes")
+    query(project.database_url, "DELETE FROM items")
+
+    output = project.uv_run(
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_notes.py",
+        "tests/test_migrations.py",
+        "tests/test_models.py",
+        "tests/test_contract.py",
+        env={"TEST_DATABASE_URL": project.database_url},
+    )
+    assert re.search(r"^\d+ passed in", output.strip().splitlines()[-1]), output

@@ -5,11 +5,14 @@
 import asyncio
 {% endif %}
 from logging.config import fileConfig
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
+from sqlalchemy.types import TypeDecorator
 
 from {{ cookiecutter.package_name }}.db.base import Base
 from {{ cookiecutter.package_name }}.db.engine import (
@@ -60,6 +63,14 @@ def skip_empty_revision(
         print("The models match the database: no migration written.")
 
 
+def render_item(type_: str, obj: Any, _context: AutogenContext) -> str | Literal[False]:
+    """A column type of the service's own (``db/types.py``) goes into a migration as the
+    type it stores, so that the migration keeps working whatever becomes of the class."""
+    if type_ == "type" and isinstance(obj, TypeDecorator):
+        return f"sa.{obj.impl_instance!r}"
+    return False
+
+
 def do_run_migrations(connection: Connection) -> None:
     # One transaction for the whole run (Alembic joins it): a failure changes nothing.
     with migration_transaction(connection):
@@ -70,6 +81,7 @@ def do_run_migrations(connection: Connection) -> None:
             render_as_batch=True,
 {% endif %}
             process_revision_directives=skip_empty_revision,
+            render_item=render_item,
         )
         context.run_migrations()
 

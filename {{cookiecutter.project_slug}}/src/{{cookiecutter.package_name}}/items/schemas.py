@@ -7,11 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from ..db.engine import MAX_INTEGER
+from ..fields import STORABLE_TEXT
 from .models import NAME_MAX_LENGTH
-
-# Text the database can store: PostgreSQL refuses NUL characters (and pydantic
-# refuses unpaired surrogates, which no database can store).
-STORABLE_TEXT = r"^[^\x00]*$"
 
 Name = Annotated[
     str,

@@ -1,0 +1,56 @@
+"""Field types for request and response schemas: what JSON may say, exactly.
+
+pydantic's plain types are lenient where an API should not be: ``int``
+accepts ``true`` and ``"7"``, ``bool`` accepts ``"yes"`` and ``1``, a
+``Decimal`` read from a JSON number has already been rounded to a float. Each
+type here accepts what its OpenAPI schema promises and refuses the rest with
+a 422, so the contract test (``tests/test_contract.py``) holds for every
+resource that uses them. The README's "Add a resource" uses each.
+"""
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BeforeValidator, Field, StrictBool, WithJsonSchema
+
+# Text the database can store: PostgreSQL refuses NUL characters (and pydantic
+# refuses unpaired surrogates, which no database can store).
+STORABLE_TEXT = r"^[^\x00]*$"
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON's integers, and numbers with nothing after the point (4254.0): not true, not "7".
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    return value
+
+
+# The bounds come first: after a validator, pydantic would not write them into the schema.
+Integer = Annotated[int, Field(ge=-(2**31), le=2**31 - 1), BeforeValidator(_json_integer)]
+"""A whole number that a 32-bit ``INTEGER`` column holds, on every database."""
+
+Boolean = StrictBool
+"""``true`` or ``false``, nothing else."""
+
+Timestamp = AwareDatetime
+"""A moment in time with its offset (RFC 3339 ``date-time``); a naive one is refused."""
+
+# Up to 8 digits before the point and 2 after: ExactDecimal(10, 2) in a model.
+AMOUNT_PATTERN = r"^-?[0-9]{1,8}(\.[0-9]{1,2})?$"
+
+
+def _amount(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(AMOUNT_PATTERN, value):
+        raise ValueError('must be a string of up to 8 digits and 2 decimals, such as "12.50"')
+    return Decimal(value)
+
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_amount),
+    WithJsonSchema({"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["12.50"]}),
+]
+"""An exact decimal, written as a JSON string (``"12.50"``): a JSON number is a float."""
