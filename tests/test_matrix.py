@@ -207,20 +207,21 @@ def query(database_url: str, statement: str) -> list[tuple[object, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
-def test_add_a_resource_as_the_readme_says(
+def test_own_suite_passes_with_a_resource_added_as_the_readme_says(
     project: Project, record_property: RecordProperty
 ) -> None:
-    """The README's walkthrough, after the checks of the fresh bake: its files and
-    migration (with the CLI, as a user runs it), lint and types; then a column added
-    to items and dropped again with notes stored (on SQLite two table rebuilds, which
-    must keep them). The project's own suite runs after it, on the project it leaves:
-    the notes tests, the stairway through every revision and the contract test."""
+    """The README's walkthrough: its files and migration (with the CLI, as a user runs
+    it), lint and types; a column added to items and dropped again with notes stored
+    (on SQLite two table rebuilds, which must keep them). Then the project's own suite,
+    on the project the walkthrough left: the notes tests, the stairway through every
+    revision and the contract test included."""
     env = {"DATABASE_URL": project.database_url}
     started = time.perf_counter()
     (package,) = (project.path / "src").iterdir()
     readme = (project.path / "README.md").read_text()
     section = readme[readme.index("## Add a resource") : readme.index("## The API")]
     project.uv_run("alembic", "upgrade", "head", env=env)
+    run(["git", "init", "--quiet"], project.path)
     run(["git", "add", "--all"], project.path)  # what the bake gave, to compare with
 
     files = README_FILE.findall(section)
@@ -302,11 +303,6 @@ def test_add_a_resource_as_the_readme_says(
     query(project.database_url, "DELETE FROM items")
     project.measure(record_property, "resource_s", started)
 
-
-def test_own_suite_passes_against_a_real_database(
-    project: Project, record_property: RecordProperty
-) -> None:
-    """Last: the suite of the project as the walkthrough left it, with a second resource."""
     # A developer's .env and shell, as the quickstart leaves them and then some:
     # the suite sets what it needs itself, so none of it may change a result.
     (project.path / ".env").write_text(HOSTILE_SETTINGS)
