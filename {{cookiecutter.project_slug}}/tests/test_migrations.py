@@ -22,24 +22,34 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Integer, MetaData, Table, func, select
+from sqlalchemy import Connection, Integer, MetaData, Table, func, inspect, select
+from sqlalchemy.exc import IntegrityError
 
-from {{ cookiecutter.package_name }}.db.engine import build_engine
+from {{ cookiecutter.package_name }}.db.engine import (
+    build_engine,
+    migration_transaction,
+)
+from {{ cookiecutter.package_name }}.db.errors import MigrationError
 
 from .conftest import PROJECT_DIR, alembic_config, empty_database, settings_for
 
 UNIQUE = count(1)  # values no other row of a column has
 
 
-def on_the_database(database_url: str, work: Callable[[Connection], Any]) -> Any:
-    """``work`` in a transaction of its own, committed."""
+def on_the_database(
+    database_url: str, work: Callable[[Connection], Any], *, transaction: bool = True
+) -> Any:
+    """``work`` on a connection of its own, in a transaction committed after it (or none)."""
 {% if is_async %}
 
     async def run() -> Any:
         engine = build_engine(settings_for(database_url))
         try:
-            async with engine.begin() as connection:
-                return await connection.run_sync(work)
+            async with engine.connect() as connection:
+                if not transaction:
+                    return await connection.run_sync(work)
+                async with connection.begin():
+                    return await connection.run_sync(work)
         finally:
             await engine.dispose()
 
@@ -47,8 +57,11 @@ def on_the_database(database_url: str, work: Callable[[Connection], Any]) -> Any
 {% else %}
     engine = build_engine(settings_for(database_url))
     try:
-        with engine.begin() as connection:
-            return work(connection)
+        with engine.connect() as connection:
+            if not transaction:
+                return work(connection)
+            with connection.begin():
+                return work(connection)
     finally:
         engine.dispose()
 {% endif %}
@@ -168,6 +181,26 @@ def test_every_revision_goes_down_and_up_again_without_losing_a_row(
             if table in below:  # a table dropped and made again starts its ids anew
                 assert min(ids) > ever[table], (revision, "an id handed out again", table)
             ever[table] = max(ids)
+
+
+def test_a_migration_that_would_leave_a_row_pointing_nowhere_changes_nothing(
+    database_url: str,
+) -> None:
+    def orphan(connection: Connection) -> None:
+        with migration_transaction(connection):
+            connection.exec_driver_sql("CREATE TABLE parents (id INTEGER PRIMARY KEY)")
+            connection.exec_driver_sql(
+                "CREATE TABLE children (id INTEGER PRIMARY KEY,"
+                " parent_id INTEGER REFERENCES parents (id))"
+            )
+            connection.exec_driver_sql("INSERT INTO children VALUES (1, 42)")
+
+    def tables_made(connection: Connection) -> set[str]:
+        return {"parents", "children"} & set(inspect(connection).get_table_names())
+
+    with pytest.raises((MigrationError, IntegrityError)):
+        on_the_database(database_url, orphan, transaction=False)
+    assert on_the_database(database_url, tables_made) == set()
 
 
 def test_the_models_match_the_migrations(database_url: str) -> None:
