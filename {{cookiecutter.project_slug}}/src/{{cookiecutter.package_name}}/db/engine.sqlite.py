@@ -40,7 +40,6 @@ from sqlalchemy.exc import IntegrityError
 {% endif %}
 
 from ..settings import Settings
-from .errors import MigrationError
 
 # The largest value of an INTEGER column, such as a primary key.
 MAX_INTEGER = 2**63 - 1
@@ -48,6 +47,10 @@ MAX_INTEGER = 2**63 - 1
 _UNIQUE_ERRORS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
 # What Alembic names the new table of a rebuild: _alembic_tmp_<table>, cut at 50 characters.
 _REBUILT = "_alembic_tmp_"
+
+
+class MigrationError(Exception):
+    """A run of migrations that would leave a row pointing at no row; it changed nothing."""
 
 
 def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engine" }}:

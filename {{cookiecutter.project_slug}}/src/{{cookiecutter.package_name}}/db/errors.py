@@ -3,7 +3,3 @@
 
 class ConflictError(Exception):
     """A write that conflicts with stored data, such as a name already taken."""
-
-
-class MigrationError(Exception):
-    """A run of migrations that would break the data's integrity; it changed nothing."""
