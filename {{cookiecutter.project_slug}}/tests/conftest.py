@@ -47,7 +47,7 @@ from sqlalchemy import Connection, Engine, TextClause, delete
 
 from {{ cookiecutter.package_name }}.db.base import Base
 from {{ cookiecutter.package_name }}.db.engine import build_engine
-from {{ cookiecutter.package_name }}.db.transaction import Database
+from {{ cookiecutter.package_name }}.db.unit import Database
 from {{ cookiecutter.package_name }}.main import create_app
 {% if is_pg %}
 from {{ cookiecutter.package_name }}.settings import (

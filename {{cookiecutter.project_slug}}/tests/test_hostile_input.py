@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy import Connection, func, select
 {% endif %}
 
-from {{ cookiecutter.package_name }}.db.engine import MAX_INTEGER
+from {{ cookiecutter.package_name }}.db.types import MAX_ID
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -26,7 +26,7 @@ async def stored_items(connection: {{ Conn }}) -> int:
     return {{ cookiecutter.__await }}connection.scalar(select(func.count()).select_from(Item)) or 0
 
 
-@pytest.mark.parametrize("item_id", [MAX_INTEGER + 1, 2**63, 10**30, 0])
+@pytest.mark.parametrize("item_id", [MAX_ID + 1, 2**63, 10**30, 0])
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
 async def test_an_id_the_column_cannot_hold_is_refused(
     client: AsyncClient, method: str, item_id: int
@@ -56,7 +56,7 @@ async def test_a_method_the_path_lacks_lists_every_method_it_has(client: AsyncCl
 
 
 async def test_the_largest_id_the_column_holds_is_merely_unknown(client: AsyncClient) -> None:
-    response = await client.get(f"/items/{MAX_INTEGER}")
+    response = await client.get(f"/items/{MAX_ID}")
 
     assert response.status_code == 404
 

@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 {% if is_pg %}
 from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
 {% endif %}
-from {{ cookiecutter.package_name }}.db.transaction import Database
+from {{ cookiecutter.package_name }}.db.unit import Database
 from {{ cookiecutter.package_name }}.items.models import Item, ItemEvent
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.session import SessionDep
@@ -152,21 +152,29 @@ async def names_seen_by(engine: {{ Engine }}) -> list[str]:
         return list({{ cookiecutter.__await }}connection.scalars(select(Item.name).order_by(Item.name)))
 
 
-async def test_a_background_task_writes_through_a_session_of_its_own(
+async def test_a_change_and_its_record_are_stored_together(
     committed_client: AsyncClient, committed_app: FastAPI
 ) -> None:
     created = await committed_client.post("/items", json={"name": "Widget"})
+    taken = await committed_client.post("/items", json={"name": "Gadget"})
     item_url = f"/items/{created.json()['id']}"
 
-    assert (await committed_client.patch(item_url, json={"name": "Gadget"})).status_code == 200
+    assert (await committed_client.patch(item_url, json={"name": "Gadget"})).status_code == 409
+    assert (await committed_client.patch(item_url, json={})).status_code == 200  # no change
+    assert (await committed_client.patch(item_url, json={"name": "Gizmo"})).status_code == 200
     assert (await committed_client.delete(item_url)).status_code == 204
+    assert (await committed_client.delete(f"/items/{taken.json()['id']}")).status_code == 204
 
     # Read back through the service's own open_session(), as a script would.
     database: Database = committed_app.state.database
-    query = select(ItemEvent.action).where(ItemEvent.item_id == created.json()["id"])
-    async with database.open_session() as session:
-        events = {{ "await session.scalars(" if is_async else "await database.run(session.scalars, " }}query.order_by(ItemEvent.id))
-    assert events.all() == ["updated", "deleted"]
+    query = select(ItemEvent.item_id, ItemEvent.action).order_by(ItemEvent.id)
+    async with database.open_session(writes=False) as session:
+        events = {{ "await session.execute(" if is_async else "await database.run(session, Session.execute, " }}query)
+    assert [tuple(event) for event in events] == [
+        (created.json()["id"], "updated"),
+        (created.json()["id"], "deleted"),
+        (taken.json()["id"], "deleted"),
+    ]
 
 
 async def test_the_request_session_refuses_use_after_the_request_ended(

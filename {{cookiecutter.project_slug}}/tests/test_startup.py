@@ -104,10 +104,10 @@ def test_a_worker_that_cannot_start_stops_the_server_with_status_3(
 ) -> None:
     # Every process of the server imports this first: the workers' startup fails.
     (tmp_path / "sitecustomize.py").write_text(
-        "from {{ cookiecutter.package_name }}.db import transaction\n\n\n"
+        "from {{ cookiecutter.package_name }}.db import unit\n\n\n"
         "def refuse(*args, **kwargs):\n"
         "    raise RuntimeError('no database today')\n\n\n"
-        "transaction.Database.__init__ = refuse\n"
+        "unit.Database.__init__ = refuse\n"
     )
 
     result = serve(tmp_path, "--workers", "2", DATABASE_URL=database_url, PYTHONPATH=str(tmp_path))

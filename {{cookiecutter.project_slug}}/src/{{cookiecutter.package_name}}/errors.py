@@ -35,10 +35,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db.engine import is_unique_violation
 from .db.errors import ConflictError
+from .http import HTTP_METHODS, HTTPMiddleware
 
 logger = logging.getLogger(__name__)
 
-HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 # Errors that mean "the database cannot serve this request now".
 UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
 
@@ -52,7 +52,7 @@ def database_error_response(error: Exception) -> JSONResponse:
         )
     if isinstance(error, StaleDataError):
         return JSONResponse(
-            {"detail": "The item changed since it was read; read it again."},
+            {"detail": "It changed since it was read; read it again."},
             status_code=status.HTTP_412_PRECONDITION_FAILED,
         )
     if isinstance(error, UNAVAILABLE):
@@ -106,17 +106,14 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HTTPMiddleware):
     """Answers 413 to a request whose body is larger than ``max_bytes``, before parsing it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"The request body is larger than {self.max_bytes} bytes."
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.max_bytes:
@@ -140,20 +137,14 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
-class UnexpectedErrorMiddleware:
+class UnexpectedErrorMiddleware(HTTPMiddleware):
     """Answers an exception nothing else handled with a JSON 500, and logs it once.
 
     Starlette's own last resort answers in plain text and re-raises, and the
     server then closes the client's keep-alive connection.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def watching_send(message: Message) -> None:
@@ -174,11 +165,9 @@ class UnexpectedErrorMiddleware:
             await response(scope, receive, send)
 
 
-def install_error_handling(app: FastAPI, *, max_request_body: int) -> None:
-    """Register the handlers, and the middleware outside every other middleware."""
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the exception handlers (the middleware is in ``main.py``'s stack)."""
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_body)
-    app.add_middleware(UnexpectedErrorMiddleware)

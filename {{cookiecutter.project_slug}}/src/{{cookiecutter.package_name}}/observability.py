@@ -22,8 +22,7 @@ import logging
 import os
 import time
 
-from asgi_correlation_id import CorrelationIdMiddleware
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -33,12 +32,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from .errors import HTTP_METHODS
+from .http import HTTP_METHODS, HTTPMiddleware, route_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
-UNMATCHED = "<unmatched>"
 # The status of a request whose client went away before it was answered (nginx's).
 NO_RESPONSE = 499
 
@@ -65,16 +63,10 @@ async def metrics() -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-class AccessMiddleware:
+class AccessMiddleware(HTTPMiddleware):
     """Times each request: one access log line and its metrics."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = NO_RESPONSE
         answered: float | None = None
@@ -110,27 +102,6 @@ class AccessMiddleware:
                     "duration_ms": round(seconds * 1000, 3),
                 },
             )
-
-
-def route_of(scope: Scope) -> str:
-    """The path template of the route that answered (``/items/{item_id}``), or ``<unmatched>``.
-
-    FastAPI's own routes name themselves in the scope; the routes Starlette
-    matches for FastAPI (``/docs``, ``/openapi.json``) leave only their endpoint.
-    """
-    route = scope.get("route")
-    if route is None and "endpoint" in scope:
-        routes = scope["app"].routes
-        route = next((r for r in routes if getattr(r, "endpoint", None) is scope["endpoint"]), None)
-    return getattr(route, "path_format", UNMATCHED)
-
-
-def install_observability(app: FastAPI) -> None:
-    """Add ``/metrics``, and the middleware outside every other one: the request id
-    is known to everything, and the access log sees the final answer."""
-    app.include_router(router)
-    app.add_middleware(AccessMiddleware)
-    app.add_middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER)
 
 
 def worker_stopped() -> None:

@@ -1,12 +1,12 @@
 {% set Session = "AsyncSession" if cookiecutter.driver == "async" else "Session" %}
-"""One session per request, managed by a pure ASGI middleware.
+"""One unit of work per request, managed by a pure ASGI middleware.
 
-The middleware gives every HTTP request a place for a session, which
-``SessionDep`` opens the first time an endpoint asks for it (a request that
-never asks costs no connection). It ends the session in its ``send`` wrapper
-when ``http.response.start`` passes, so the outcome is settled before the
-client sees a status. How the session begins and ends is
-``db/transaction.py``'s business:
+The middleware gives every HTTP request a place for a session, which the
+session dependencies open the first time an endpoint asks for one (a request
+that never asks costs no connection). It ends the session in its ``send``
+wrapper when ``http.response.start`` passes, so the outcome is settled before
+the client sees a status. How the unit of work begins and ends is
+``db/unit.py``'s business:
 
 - status < 400: commit. If the commit fails, the client gets the error
   response of ``errors.py`` (409 / 500 / 503) instead, and the rest of the
@@ -19,8 +19,15 @@ client sees a status. How the session begins and ends is
 This is a pure ASGI middleware rather than a subclass of Starlette's base HTTP
 middleware, which runs the endpoint in a separate task and only sees the
 response once it has started.
+
+An endpoint takes one of three, which say whether the unit of work writes:
+
+- ``SessionDep``: as the method says. ``GET``, ``HEAD`` and ``OPTIONS`` only read.
+- ``WriteSessionDep``: it writes, whatever the method (a ``GET`` that records a visit).
+- ``ReadSessionDep``: it only reads, whatever the method (a ``POST`` that searches).
 """
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,32 +37,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 {% else %}
 from sqlalchemy.orm import Session
 {% endif %}
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from .db.transaction import Database
+from .db.unit import Database
 from .errors import database_error_response
+from .http import HTTPMiddleware, route_of
 
-# Requests that change nothing: read-only units of work (db/units.py).
+# Requests that change nothing: read-only units of work (db/unit.py).
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class RequestSession:
     """The session of one request: opened on first use, ended once."""
 
-    def __init__(self, database: Database, *, writes: bool) -> None:
+    def __init__(self, database: Database) -> None:
         self.database = database
-        self.writes = writes
         self.session: {{ Session }} | None = None
         self.ended = False
 
-    async def open(self) -> {{ Session }}:
+    async def open(self, request: Request, *, writes: bool | None) -> {{ Session }}:
+        """The request's session, begun now if it is the first use (``writes=None``: as
+        the method says)."""
         if self.ended:
             raise RuntimeError(
                 "The request's session has ended with its response; "
                 "open a session of its own with Database.open_session()."
             )
         if self.session is None:
-            self.session = await self.database.begin(writes=self.writes)
+            if writes is None:
+                writes = request.method not in READ_ONLY_METHODS
+            name = f"{request.method} {route_of(request.scope)}"
+            self.session = await self.database.begin(writes=writes, name=name)
         return self.session
 
     async def end(self, *, commit: bool) -> None:
@@ -70,17 +82,9 @@ class _ResponseReplacedError(Exception):
     """Stops the application's response after an error response went out instead."""
 
 
-class SessionMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        writes = scope["method"] not in READ_ONLY_METHODS
-        request_session = RequestSession(scope["app"].state.database, writes=writes)
+class SessionMiddleware(HTTPMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_session = RequestSession(scope["app"].state.database)
         scope.setdefault("state", {})["db"] = request_session
 
         async def send_after_commit(message: Message) -> None:
@@ -109,10 +113,19 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 """The running service's database, for work outside the request's session."""
 
 
-async def get_session(request: Request) -> {{ Session }}:
-    request_session: RequestSession = request.state.db
-    return await request_session.open()
+def _session(writes: bool | None) -> Callable[[Request], Awaitable[{{ Session }}]]:
+    """The dependency of a request's session that writes, or not (``None``: as the method says)."""
+
+    async def get_session(request: Request) -> {{ Session }}:
+        request_session: RequestSession = request.state.db
+        return await request_session.open(request, writes=writes)
+
+    return get_session
 
 
-SessionDep = Annotated[{{ Session }}, Depends(get_session)]
+SessionDep = Annotated[{{ Session }}, Depends(_session(None))]
 """The request's session: ``{{ cookiecutter.__async }}def endpoint(session: SessionDep)``."""
+WriteSessionDep = Annotated[{{ Session }}, Depends(_session(True))]
+"""The request's session, for an endpoint that writes whatever its method."""
+ReadSessionDep = Annotated[{{ Session }}, Depends(_session(False))]
+"""The request's session, for an endpoint that only reads whatever its method."""

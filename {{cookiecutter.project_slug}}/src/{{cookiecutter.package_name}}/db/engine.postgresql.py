@@ -1,7 +1,7 @@
 {% set is_async = cookiecutter.driver == "async" %}
 """The PostgreSQL engine ({{ "asyncpg" if is_async else "psycopg 3" }}).
 
-A read-only unit of work (``units.py``) runs in autocommit: each statement is
+A read-only unit of work (``unit.py``) runs in autocommit: each statement is
 a transaction of its own, so a GET costs one round trip instead of three
 (BEGIN, the SELECT, COMMIT). It reads what it would read in a transaction:
 at PostgreSQL's READ COMMITTED every statement sees the data committed when
@@ -30,12 +30,17 @@ and is pinged, then replaced, before any statement is sent on it. A connection
 idle for longer is pinged: a firewall or NAT that dropped it silently leaves
 no trace on the socket. Under load connections come back within
 milliseconds, so the ping's round trips are saved on nearly every request.
+
+A new connection gets what is left of its unit of work's ``DB_POOL_TIMEOUT``
+to connect (``time_left()``){% if not is_async %}, in whole seconds and at least 2: psycopg's
+granularity{% endif %}.
 """
 
 {% if is_async %}
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from uuid import uuid4
 
@@ -45,14 +50,15 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 {% else %}
-import math
 import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 {% endif %}
@@ -62,11 +68,11 @@ from ..settings import Settings
 # Shown in pg_stat_activity, so operators can tell this service's connections apart.
 APPLICATION_NAME = "{{ cookiecutter.project_slug }}"
 
-# The largest value of an INTEGER column, such as a primary key.
-MAX_INTEGER = 2**31 - 1
-
 _UNIQUE_VIOLATION = "23505"
 _RETURNED_AT = "returned_at"
+
+# When the unit of work taking a connection must have it (time.monotonic()); unit.py sets it.
+DEADLINE: ContextVar[float] = ContextVar("DEADLINE")
 {% if is_async %}
 
 _PGBOUNCER_CONNECT_ARGS: dict[str, Any] = {
@@ -87,24 +93,42 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
         pool_timeout=settings.db_pool_timeout,
         connect_args={
 {% if is_async %}
-            "timeout": settings.db_pool_timeout,
             "server_settings": {"application_name": APPLICATION_NAME},
             **(_PGBOUNCER_CONNECT_ARGS if settings.db_pgbouncer else {}),
 {% else %}
-            # libpq counts whole seconds and treats less than 2 as 2.
-            "connect_timeout": max(2, math.ceil(settings.db_pool_timeout)),
             "application_name": APPLICATION_NAME,
             **({"prepare_threshold": None} if settings.db_pgbouncer else {}),
 {% endif %}
         },
     )
+    sync_engine = engine{{ ".sync_engine" if is_async else "" }}
+    timeout = settings.db_pool_timeout
+
+    @event.listens_for(sync_engine, "do_connect")
+    def connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+        """Connect within what is left of the unit of work's wait (see above)."""
 {% if is_async %}
-    event.listen(engine.sync_engine, "do_connect", _connect)
-    _check_when_lent(engine.sync_engine, settings.db_ping_after)
+        try:
+            return dialect.connect(*cargs, **{**cparams, "timeout": time_left(timeout)})
+        except OSError as error:
+            # asyncpg lets socket errors (refused, unreachable, timed out) through as plain
+            # OSError; as the driver's OperationalError they become SQLAlchemy's.
+            raise dialect.loaded_dbapi.OperationalError(str(error) or repr(error)) from error
 {% else %}
-    _check_when_lent(engine, settings.db_ping_after)
+        # psycopg counts whole seconds, and waits at least 2.
+        connect_timeout = max(2, int(time_left(timeout)))
+        return dialect.connect(*cargs, **{**cparams, "connect_timeout": connect_timeout})
 {% endif %}
+
+    _check_when_lent(sync_engine, settings.db_ping_after)
     return engine
+
+
+def time_left(timeout: float) -> float:
+    """What is left of the wait of the unit of work connecting now: its one budget
+    (``timeout`` outside a unit of work)."""
+    deadline = DEADLINE.get(None)
+    return timeout if deadline is None else max(deadline - time.monotonic(), 0.001)
 
 
 def read_only_options(settings: Settings) -> dict[str, Any]:
@@ -162,18 +186,3 @@ def migration_transaction(connection: Connection) -> Iterator[None]:
     transactional, so a migration that fails changes nothing."""
     with connection.begin():
         yield
-{% if is_async %}
-
-
-def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
-    """Connect as SQLAlchemy would, with connection failures as driver errors.
-
-    asyncpg lets socket errors (refused, unreachable, timed out) through as
-    plain ``OSError``; as the driver's ``OperationalError`` they become
-    SQLAlchemy's, like every other database failure.
-    """
-    try:
-        return dialect.connect(*cargs, **cparams)
-    except OSError as error:
-        raise dialect.loaded_dbapi.OperationalError(str(error) or repr(error)) from error
-{% endif %}

@@ -10,7 +10,8 @@ SQLite as a service database, set up on every connection:
 - write-ahead logging (readers never block the writer, nor it them) with
   ``synchronous=NORMAL`` (durable at every checkpoint, and a crash cannot
   corrupt the database);
-- a busy timeout of ``DB_POOL_TIMEOUT``: a writer waits its turn for the lock;
+- a busy timeout of what is left of the unit of work's ``DB_POOL_TIMEOUT``
+  (``time_left()``) when it begins: a writer waits its turn for the lock;
 - a unit of work that may write begins with ``BEGIN IMMEDIATE``, taking the
   write lock up front. A deferred transaction that read first could not wait
   for it later: SQLite would refuse it at once with "database is locked",
@@ -26,27 +27,33 @@ would leave a row pointing nowhere fails and changes nothing. A rebuilt
 table keeps ``AUTOINCREMENT`` and the highest id it ever handed out.
 """
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 {% if is_async %}
 from sqlalchemy import Connection, Engine, Table, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 {% else %}
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import ConnectionPoolEntry
 {% endif %}
 
 from ..settings import Settings
 
-# The largest value of an INTEGER column, such as a primary key.
-MAX_INTEGER = 2**63 - 1
-
 _UNIQUE_ERRORS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
 # What Alembic names the new table of a rebuild: _alembic_tmp_<table>, cut at 50 characters.
 _REBUILT = "_alembic_tmp_"
+_BUSY_TIMEOUT = "busy_timeout_ms"
+_BUSY_TIMEOUT_SLACK_MS = 50
+
+# When the unit of work taking a connection must have it (time.monotonic()); unit.py sets it.
+DEADLINE: ContextVar[float] = ContextVar("DEADLINE")
 
 
 class MigrationError(Exception):
@@ -76,21 +83,35 @@ def is_unique_violation(error: IntegrityError) -> bool:
     return getattr(error.orig, "sqlite_errorname", None) in _UNIQUE_ERRORS
 
 
+def time_left(timeout: float) -> float:
+    """What is left of the wait of the unit of work beginning now: its one budget
+    (``timeout`` outside a unit of work)."""
+    deadline = DEADLINE.get(None)
+    return timeout if deadline is None else max(deadline - time.monotonic(), 0.001)
+
+
 def _configure_connections(engine: Engine, settings: Settings) -> None:
-    busy_timeout_ms = round(settings.db_pool_timeout * 1000)
+    timeout = settings.db_pool_timeout
 
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.execute(f"PRAGMA busy_timeout={round(timeout * 1000)}")
+        record.info[_BUSY_TIMEOUT] = round(timeout * 1000)
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
+        # The lock may be waited for as long as the unit of work has left; set only when
+        # that is not what the connection has (a unit that waited, or the one after it).
+        busy_timeout = max(1, round(time_left(timeout) * 1000))
+        if abs(connection.info[_BUSY_TIMEOUT] - busy_timeout) > _BUSY_TIMEOUT_SLACK_MS:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_timeout}")
+            connection.info[_BUSY_TIMEOUT] = busy_timeout
         writes = connection.get_execution_options().get("writes", True)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 

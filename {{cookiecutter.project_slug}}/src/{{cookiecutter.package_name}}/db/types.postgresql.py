@@ -20,6 +20,9 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, Numeric
 from sqlalchemy.types import TypeDecorator
 
+# The largest id an ``int`` primary key holds here (a 32-bit integer): a larger id names no row.
+MAX_ID = 2**31 - 1
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)

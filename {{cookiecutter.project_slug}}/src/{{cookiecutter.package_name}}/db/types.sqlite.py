@@ -21,6 +21,9 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, Dialect
 from sqlalchemy.types import TypeDecorator
 
+# The largest id an ``int`` primary key holds here (a 64-bit INTEGER): a larger id names no row.
+MAX_ID = 2**63 - 1
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)

@@ -25,7 +25,8 @@ class Item(Base):
 
 
 class ItemEvent(Base):
-    """One change to an item ("updated", "deleted"), logged after the response.
+    """One change to an item ("updated", "deleted"), written in the transaction that
+    makes it: the change and its record are stored together, or neither is.
 
     ``item_id`` is no foreign key: the log outlives the items it tells of.
     """

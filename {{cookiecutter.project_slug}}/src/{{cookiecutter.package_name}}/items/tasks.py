@@ -1,14 +1,20 @@
-"""Work that runs after the response: background tasks, with sessions of their own."""
+"""Work that runs after the response: background tasks.
 
-from ..db.transaction import Database
-from .models import ItemEvent
+A background task runs in the worker process once the client has its answer,
+outside the request's unit of work: at most once. A crash, a deploy or an
+exception loses it, and nothing retries it. So a task is for work that may be
+lost, such as telling someone; what must not be lost is written in the
+request's own transaction (as ``ItemEvent`` is), and delivered from there by a
+job that retries.
+"""
+
+import logging
+
+logger = logging.getLogger(__name__)
 
 
-async def record_event(database: Database, item_id: int, action: str) -> None:
-    """Log a change to an item, once the client has its answer.
-
-    The request's session has ended by now, so the task opens its own: what it
-    writes is committed when the block succeeds, rolled back if it raises.
-    """
-    async with database.open_session() as session:
-        session.add(ItemEvent(item_id=item_id, action=action))
+async def announce_change(item_id: int, action: str) -> None:
+    """Tell whoever follows items that one changed; here, a log line (a webhook or a
+    message would go here). Work that needs the database opens a session of its own:
+    ``async with database.open_session() as session``."""
+    logger.info("Item %d %s", item_id, action, extra={"item_id": item_id, "action": action})
