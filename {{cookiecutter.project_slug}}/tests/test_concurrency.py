@@ -5,20 +5,16 @@ import asyncio
 import time
 
 from fastapi import FastAPI
-{% if is_pg %}
-from sqlalchemy import delete, func, select, text
-{% else %}
 from sqlalchemy import delete, func, select
-{% endif %}
 
-{% if is_pg %}
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
-{% endif %}
 from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import client_of
+{% if is_pg %}
+from .support import client_of, connection_states, running_app
+{% else %}
+from .support import client_of, running_app
+{% endif %}
 
 REQUESTS = 60
 
@@ -37,16 +33,9 @@ async def test_concurrent_requests_leave_no_connection_checked_out(
     {{ cookiecutter.__async }}with engine.connect() as connection:
         assert {{ cookiecutter.__await }}connection.scalar(select(func.count()).select_from(Item)) == REQUESTS
 {% if is_pg %}
-        # The server's view of our other connections: none is left inside a
-        # transaction, and there are no more than the pool allows.
-        result = {{ cookiecutter.__await }}connection.execute(
-            text(
-                "SELECT state FROM pg_stat_activity WHERE datname = current_database()"
-                " AND application_name = :name AND pid <> pg_backend_pid()"
-            ),
-            {"name": APPLICATION_NAME},
-        )
-        states = result.scalars().all()
+    # The server's view of our other connections: none is left inside a
+    # transaction, and there are no more than the pool allows.
+    states = await connection_states(engine)
     assert "idle in transaction" not in states
     assert len(states) < settings.db_pool_size + settings.db_max_overflow
 {% endif %}
@@ -61,10 +50,9 @@ async def test_more_requests_than_threads_on_a_small_pool(settings: Settings) ->
     tight = settings.model_copy(
         update={"db_pool_size": 2, "db_max_overflow": 0, "db_pool_timeout": 5}
     )
-    app = create_app(tight)
     requests = 100
     started = time.monotonic()
-    async with app.router.lifespan_context(app), client_of(app) as client:
+    async with running_app(tight) as app, client_of(app) as client:
         posts = [client.post("/items", json={"name": f"burst-{n}"}) for n in range(requests)]
         responses = await asyncio.gather(*posts)
         {{ cookiecutter.__async }}with app.state.database.engine.begin() as connection:

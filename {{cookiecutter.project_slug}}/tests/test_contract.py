@@ -20,8 +20,7 @@ from {{ cookiecutter.package_name }}.db.engine import build_engine
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import empty_tables, settings_for
-from .server import start_server
+from .support import empty_tables, settings_for, start_server
 
 # The document as the application publishes it at /openapi.json.
 schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).openapi())

@@ -16,10 +16,9 @@ from sqlalchemy import Connection, func, select
 
 from {{ cookiecutter.package_name }}.db.types import MAX_ID
 from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import client_of
+from .support import client_of, running_app
 
 
 async def stored_items(connection: {{ Conn }}) -> int:
@@ -97,8 +96,7 @@ async def test_an_unpaired_surrogate_is_refused_in_json(
 
 @pytest.fixture
 async def small_body_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings.model_copy(update={"max_request_body": 100}))
-    async with app.router.lifespan_context(app):
+    async with running_app(settings, max_request_body=100) as app:
         yield app
 
 

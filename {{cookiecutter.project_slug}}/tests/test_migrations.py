@@ -35,7 +35,7 @@ from {{ cookiecutter.package_name }}.db.engine import (
     migration_transaction,
 )
 
-from .conftest import PROJECT_DIR, alembic_config, empty_database, settings_for
+from .support import PROJECT_DIR, alembic_config, empty_database, settings_for
 
 UNIQUE = count(1)  # values no other row of a column has
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import re
 import signal
 import uuid
@@ -10,18 +11,25 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from asgi_correlation_id import correlation_id
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from {{ cookiecutter.package_name }}.main import create_app
+{% if cookiecutter.session_strategy == "middleware" %}
+from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.observability import REQUEST_ID_HEADER
+from {{ cookiecutter.package_name }}.session import SessionDep
+{% else %}
+from {{ cookiecutter.package_name }}.observability import REQUEST_ID_HEADER
+{% endif %}
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import client_of
-from .server import start_server
-from .test_unavailable import UNREACHABLE_URL
+from .support import UNREACHABLE_URL, client_of, running_app, start_server
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
+CRASHED = "9c1e5b6f0d2a4e8b8f3c7a1d2e4f6a8b"
+CONFLICTED = "0f4e2d6c8b1a3e5d7c9b2a4f6e8d0c1b"
 
 
 def metric(exposition: str, name: str, **labels: str) -> float:
@@ -95,8 +103,7 @@ async def test_the_api_documents_are_counted_as_themselves(client: AsyncClient) 
 
 @pytest.fixture
 async def one_connection_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
-    async with app.router.lifespan_context(app):
+    async with running_app(settings, db_pool_size=1, db_max_overflow=0) as app:
         yield app
 
 
@@ -118,6 +125,63 @@ async def test_metrics_show_the_connection_pool(one_connection_app: FastAPI) -> 
     assert metric(busy, "db_pool_overflow") == 0
     assert metric(done, "db_pool_checked_out") == 0
     assert metric(done, "db_pool_waiting") == 0
+
+
+class LinesWithTheirRequestIds(logging.Handler):
+    """Every line the service logs, with the request id current when it was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[str, str, str | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("{{ cookiecutter.package_name }}."):
+            self.lines.append((record.name, record.getMessage(), correlation_id.get()))
+
+
+async def test_the_middleware_reports_each_answer_as_the_client_got_it(
+    committed_app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the order of main.py's middleware stack promises: every line a request logs
+    carries its id, and the access log has the status the client got{% if cookiecutter.session_strategy == "middleware" %}, that of a
+    commit that failed included{% endif %}."""
+
+    @committed_app.get("/test/bug")
+    async def bug() -> None:
+        raise RuntimeError("A bug.")
+{% if cookiecutter.session_strategy == "middleware" %}
+
+    @committed_app.post("/test/insert-at-commit/{name}", status_code=201)
+    {{ cookiecutter.__async }}def insert_at_commit(name: str, session: SessionDep) -> None:
+        session.add(Item(name=name))  # no flush: the INSERT runs in the commit, which fails
+{% endif %}
+
+    caplog.set_level(logging.INFO)
+    seen = LinesWithTheirRequestIds()
+    logging.getLogger().addHandler(seen)
+    try:
+        async with client_of(committed_app) as client:
+            crashed = await client.get("/test/bug", headers={REQUEST_ID_HEADER: CRASHED})
+{% if cookiecutter.session_strategy == "middleware" %}
+            assert (await client.post("/test/insert-at-commit/Widget")).status_code == 201
+            headers = {REQUEST_ID_HEADER: CONFLICTED}
+            conflicted = await client.post("/test/insert-at-commit/Widget", headers=headers)
+{% endif %}
+    finally:
+        logging.getLogger().removeHandler(seen)
+
+    assert crashed.status_code == 500
+    logged = [(name, message) for name, message, request_id in seen.lines if request_id == CRASHED]
+    assert [name for name, _ in logged] == [
+        "{{ cookiecutter.package_name }}.errors",
+        "{{ cookiecutter.package_name }}.access",
+    ]
+    assert logged[1][1].startswith("GET /test/bug 500 ")
+{% if cookiecutter.session_strategy == "middleware" %}
+    assert conflicted.status_code == 409
+    [*_, access] = [message for _, message, request_id in seen.lines if request_id == CONFLICTED]
+    assert access.startswith("POST /test/insert-at-commit/{name} 409 ")
+{% endif %}
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])

@@ -22,12 +22,16 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import make_url, text
 
-from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import ask_the_database, client_of, empty_tables
-from .server import free_port
-from .test_reconnect import drop_the_services_connections
+from .support import (
+    ask_the_database,
+    client_of,
+    drop_the_services_connections,
+    empty_tables,
+    free_port,
+    running_app,
+)
 
 WRITERS = 150
 
@@ -95,9 +99,7 @@ def wait_until_listening(port: int, bouncer: subprocess.Popen[bytes], log: Path)
 @pytest.fixture
 async def bounced_app(pgbouncer_url: str, settings: Settings) -> AsyncIterator[FastAPI]:
     """The service with ``DB_PGBOUNCER=true``, connected through PgBouncer."""
-    bounced = {"database_url": pgbouncer_url, "db_pgbouncer": True}
-    app = create_app(settings.model_copy(update=bounced))
-    async with app.router.lifespan_context(app):
+    async with running_app(settings, database_url=pgbouncer_url, db_pgbouncer=True) as app:
         yield app
         await empty_tables(app.state.database.engine)
 

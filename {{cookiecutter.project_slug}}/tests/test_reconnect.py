@@ -5,40 +5,16 @@ one the server closed is noticed without a round trip and replaced; one idle
 longer than ``DB_PING_AFTER`` seconds is pinged, and replaced if the ping fails.
 """
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
-from sqlalchemy import text
 
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
-from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import ask_the_database, client_of
-from .test_server import CONNECTIONS_OF_THE_SERVICE
-
-# Every connection of the service but the one asking.
-TERMINATE = text(
-    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND application_name = :name AND pid <> pg_backend_pid()"
-)
-
-
-async def drop_the_services_connections(database_url: str) -> None:
-    """Terminate them, and wait until they are gone (pg_terminate_backend only asks)."""
-    assert await ask_the_database(database_url, TERMINATE, name=APPLICATION_NAME) >= 1
-    for _ in range(100):
-        left = await ask_the_database(
-            database_url, CONNECTIONS_OF_THE_SERVICE, name=APPLICATION_NAME
-        )
-        if left == 0:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the server kept the service's connections")
+from .support import client_of, drop_the_services_connections, running_app
 
 
 async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
@@ -64,8 +40,7 @@ async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
 async def pinging_app(settings: Settings, request: pytest.FixtureRequest) -> AsyncIterator[FastAPI]:
     """The app with ``DB_PING_AFTER`` as the test's parameter, and a pool of one connection."""
     update = {"db_ping_after": request.param, "db_pool_size": 1, "db_max_overflow": 0}
-    app = create_app(settings.model_copy(update=update))
-    async with app.router.lifespan_context(app):
+    async with running_app(settings, **update) as app:
         yield app
 
 

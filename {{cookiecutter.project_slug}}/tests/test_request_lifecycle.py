@@ -19,6 +19,7 @@ connections run out, and what its session work can see.
 """
 
 import asyncio
+{{ "import socket" if is_pg else "import sqlite3" }}
 import threading
 import time
 {% if is_async %}
@@ -36,25 +37,27 @@ from fastapi import BackgroundTasks, FastAPI
 from fastapi.responses import StreamingResponse
 from httpx2 import AsyncClient
 {% if is_async %}
-from sqlalchemy import Connection, delete, event, select{{ ", text" if is_pg }}
+from sqlalchemy import Connection, delete, event, {{ "" if is_pg else "make_url, " }}select
 from sqlalchemy.exc import InvalidRequestError
+{% if is_pg %}
 from sqlalchemy.ext.asyncio import AsyncEngine
+{% endif %}
 {% else %}
-from sqlalchemy import Connection, Engine, delete, event, select{{ ", text" if is_pg }}
+from sqlalchemy import Connection, {{ "Engine, " if is_pg }}delete, event, {{ "" if is_pg else "make_url, " }}select
 from sqlalchemy.exc import InvalidRequestError
 {% endif %}
 from sqlalchemy.orm import Session
 
-{% if is_pg %}
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
-{% endif %}
 from {{ cookiecutter.package_name }}.db.unit import Database
 from {{ cookiecutter.package_name }}.items.models import Item, ItemEvent
-from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.session import SessionDep
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import client_of
+{% if is_pg %}
+from .support import client_of, connection_states, names_seen_by, running_app
+{% else %}
+from .support import client_of, names_seen_by, running_app
+{% endif %}
 
 request_id: ContextVar[str] = ContextVar("request_id", default="none")
 
@@ -79,6 +82,11 @@ class Hold:
         assert await anyio.to_thread.run_sync(self.entered.wait, 10)
 {% endif %}
 
+    {{ cookiecutter.__async }}def until_released(self) -> None:
+        """Called by the held endpoint: it waits here."""
+        self.entered.set()
+        {{ "await self.released.wait()" if is_async else "self.released.wait(10)" }}
+
     def release(self) -> None:
         self.released.set()
 
@@ -91,12 +99,12 @@ def install_test_routes(app: FastAPI, hold: Hold) -> None:
     {{ cookiecutter.__async }}def held(session: SessionDep) -> None:
         session.add(Item(name="held"))
         {{ cookiecutter.__await }}session.flush()
-        hold.entered.set()
-{% if is_async %}
-        await hold.released.wait()
-{% else %}
-        hold.released.wait(10)
-{% endif %}
+        {{ cookiecutter.__await }}hold.until_released()
+
+    @app.get("/test/hold-reading")
+    {{ cookiecutter.__async }}def held_reading(session: SessionDep) -> None:
+        {{ cookiecutter.__await }}session.execute(select(Item.id))
+        {{ cookiecutter.__await }}hold.until_released()
 
     @app.post("/test/use-session-in-background")
     {{ cookiecutter.__async }}def use_session_in_background(session: SessionDep, background: BackgroundTasks) -> None:
@@ -144,12 +152,6 @@ def hold() -> Iterator[Hold]:
 @pytest.fixture(autouse=True)
 def test_routes(app: FastAPI, hold: Hold) -> None:
     install_test_routes(app, hold)
-
-
-async def names_seen_by(engine: {{ Engine }}) -> list[str]:
-    {{ cookiecutter.__async }}with engine.connect() as connection:
-        {{ cookiecutter.__await }}connection.execution_options(writes=False)  # reads: no write lock
-        return list({{ cookiecutter.__await }}connection.scalars(select(Item.name).order_by(Item.name)))
 
 
 async def test_a_change_and_its_record_are_stored_together(
@@ -288,15 +290,7 @@ async def test_a_request_cancelled_midway_gives_its_connection_back(
         assert await names_seen_by(engine) == []
 {% endif %}
 {% if is_pg %}
-        {{ cookiecutter.__async }}with engine.connect() as connection:
-            states = {{ cookiecutter.__await }}connection.scalars(
-                text(
-                    "SELECT state FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND application_name = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": APPLICATION_NAME},
-            )
-            assert "idle in transaction" not in states.all()
+        assert "idle in transaction" not in await connection_states(engine)
 {% endif %}
         responses = await asyncio.gather(*[client.get("/items") for _ in range(50)])
 
@@ -311,9 +305,8 @@ async def test_an_exhausted_pool_answers_503_within_the_pool_timeout(
     tight = settings.model_copy(
         update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 1}
     )
-    app = create_app(tight)
-    install_test_routes(app, hold)
-    async with app.router.lifespan_context(app), client_of(app) as client:
+    async with running_app(tight) as app, client_of(app) as client:
+        install_test_routes(app, hold)
         async with anyio.create_task_group() as requests:
             requests.start_soon(client.post, "/test/hold")
             await hold.wait_until_entered()
@@ -327,6 +320,76 @@ async def test_an_exhausted_pool_answers_503_within_the_pool_timeout(
     assert [response.status_code for response in responses] == [503] * 5
     assert responses[0].json() == {"detail": "The database is unavailable, try again later."}
     assert waited < tight.db_pool_timeout + 1
+
+
+{% if is_pg %}
+@contextmanager
+def connections_made_anew_to_a_silent_server(
+    engine: {{ Engine }}, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every connection given back to ``engine``'s pool is closed, and every new one goes
+    to a port that accepts and never answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes each handshake; nothing ever answers
+        host, port = silent.getsockname()
+        dialect = engine.dialect
+        connect = dialect.connect
+
+        def to_the_silent_server(*cargs: Any, **cparams: Any) -> Any:
+            return connect(*cargs, **{**cparams, "host": host, "port": port})
+
+        def close(_dbapi_connection: Any, record: Any) -> None:
+            record.invalidate()
+
+        monkeypatch.setattr(dialect, "connect", to_the_silent_server)
+        event.listen(engine{{ ".sync_engine" if is_async else "" }}, "checkin", close)
+        try:
+            yield
+        finally:
+            event.remove(engine{{ ".sync_engine" if is_async else "" }}, "checkin", close)
+{% else %}
+@contextmanager
+def write_lock_held_elsewhere(database_url: str) -> Iterator[None]:
+    """Another process's transaction holds SQLite's write lock."""
+    other = sqlite3.connect(str(make_url(database_url).database), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+{% endif %}
+
+
+async def test_the_pool_timeout_bounds_the_whole_wait_{{ "a_new_connection_included" if is_pg else "the_write_lock_included" }}(
+    settings: Settings, hold: Hold{{ ", monkeypatch: pytest.MonkeyPatch" if is_pg }}
+) -> None:
+    """A request that waited in line for a third of ``DB_POOL_TIMEOUT`` has two thirds
+    left for the rest: {{ "a new connection, here to a server that never answers" if is_pg else "the write lock, here held by another process" }}."""
+    tight = settings.model_copy(
+        update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 3}
+    )
+    async with running_app(tight) as app, client_of(app) as client:
+        install_test_routes(app, hold)
+        async with anyio.create_task_group() as requests:
+            requests.start_soon(client.get, "/test/hold-reading")
+            await hold.wait_until_entered()
+            started = time.monotonic()
+            creating = asyncio.ensure_future(client.post("/items", json={"name": "late"}))
+            await asyncio.sleep(1)
+{% if is_pg %}
+            engine = app.state.database.engine
+            with connections_made_anew_to_a_silent_server(engine, monkeypatch):
+{% else %}
+            with write_lock_held_elsewhere(tight.database_url):
+{% endif %}
+                hold.release()
+                response = await creating
+            waited = time.monotonic() - started
+
+    assert response.status_code == 503
+    assert waited < tight.db_pool_timeout + 0.5
 
 
 async def test_session_work_sees_the_request_context(app: FastAPI, client: AsyncClient) -> None:

@@ -18,23 +18,14 @@ from sqlalchemy import make_url, text
 {% if is_pg %}
 from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
 
-{% endif %}
-from .conftest import ask_the_database, empty_database
-from .server import start_server
-{% if is_pg %}
-
-CONNECTIONS_OF_THE_SERVICE = text(
-    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-    " AND application_name = :name AND pid <> pg_backend_pid()"
-)
+from .support import CONNECTION_COUNT, ask_the_database, empty_database, start_server
 
 
 def connections_of_the_service(database_url: str) -> int:
     """The service's connections to the test database, as the server sees them."""
-    return asyncio.run(
-        ask_the_database(database_url, CONNECTIONS_OF_THE_SERVICE, name=APPLICATION_NAME)
-    )
+    return asyncio.run(ask_the_database(database_url, CONNECTION_COUNT, name=APPLICATION_NAME))
 {% else %}
+from .support import ask_the_database, empty_database, start_server
 
 
 def wal_file(database_url: str) -> Path:

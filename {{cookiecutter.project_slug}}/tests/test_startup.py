@@ -16,7 +16,7 @@ from {{ cookiecutter.package_name }}.settings import (
     unknown_variables,
 )
 
-from .server import free_port
+from .support import free_port
 
 
 def bad_settings(**values: object) -> list[str]:

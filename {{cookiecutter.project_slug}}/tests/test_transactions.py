@@ -40,22 +40,20 @@ from sqlalchemy.orm import Session
 from {{ cookiecutter.package_name }}.db.engine import build_engine
 from {{ cookiecutter.package_name }}.db.unit import Database
 from {{ cookiecutter.package_name }}.items.models import Item, ItemEvent
-from {{ cookiecutter.package_name }}.session import DatabaseDep, SessionDep
+from {{ cookiecutter.package_name }}.session import (
+    DatabaseDep,
+    ReadSessionDep,
+    SessionDep,
+    WriteSessionDep,
+)
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import client_of
+from .support import client_of, names_seen_by
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-async def names_seen_by(engine: {{ Engine }}) -> list[str]:
-    """The item names as a fresh connection of ``engine`` sees them."""
-    {{ cookiecutter.__async }}with engine.connect() as connection:
-        {{ cookiecutter.__await }}connection.execution_options(writes=False)  # reads: no write lock
-        return list({{ cookiecutter.__await }}connection.scalars(select(Item.name).order_by(Item.name)))
 
 
 async def events_seen_by(engine: {{ Engine }}) -> list[str]:
@@ -138,6 +136,16 @@ def failing_routes(app: FastAPI) -> None:
     @app.get("/test/insert-in-a-read")
     {{ cookiecutter.__async }}def insert_in_a_read(session: SessionDep) -> None:
         {{ cookiecutter.__await }}session.execute(insert(Item).values(name="read-only?"))
+
+    @app.get("/test/a-read-that-says-it-writes")
+    {{ cookiecutter.__async }}def a_read_that_says_it_writes(session: WriteSessionDep) -> None:
+        session.add(Item(name="visited"))
+        {{ cookiecutter.__await }}session.flush()
+
+    @app.post("/test/a-write-that-says-it-only-reads")
+    {{ cookiecutter.__async }}def a_write_that_says_it_only_reads(session: ReadSessionDep) -> None:
+        session.add(Item(name="read-only?"))
+        {{ cookiecutter.__await }}session.flush()
 {% if is_pg %}
 
     @app.api_route("/test/transactions", methods=["GET", "POST"])
@@ -297,16 +305,42 @@ async def test_a_failed_rollback_still_answers_the_request_error(
     assert await names_seen_by(reader) == []
 
 
-@pytest.mark.parametrize("path", ["/test/flush-in-a-read", "/test/insert-in-a-read"])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/test/flush-in-a-read"),
+        ("GET", "/test/insert-in-a-read"),
+        ("POST", "/test/a-write-that-says-it-only-reads"),
+    ],
+)
 async def test_a_read_only_request_cannot_write(
-    committed_app: FastAPI, reader: {{ Engine }}, path: str
+    committed_app: FastAPI,
+    reader: {{ Engine }},
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
 ) -> None:
     async with client_of(committed_app) as client:
-        response = await client.get(path)
+        response = await client.request(method, path)
 
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal database error."}
     assert await names_seen_by(reader) == []
+    # The log says which route it was, and how it may write.
+    [logged] = [record for record in caplog.records if record.exc_info]
+    assert logged.exc_info is not None
+    assert f"{method} {path} is read-only" in str(logged.exc_info[1])
+    assert "WriteSessionDep" in str(logged.exc_info[1])
+
+
+async def test_a_get_that_says_it_writes_is_committed_like_any_write(
+    committed_app: FastAPI, reader: {{ Engine }}
+) -> None:
+    async with client_of(committed_app) as client:
+        response = await client.get("/test/a-read-that-says-it-writes")
+
+    assert response.status_code == 200
+    assert await names_seen_by(reader) == ["visited"]
 {% if is_pg %}
 
 

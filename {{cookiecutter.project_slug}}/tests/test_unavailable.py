@@ -14,16 +14,9 @@ from httpx2 import AsyncClient
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import client_of, settings_for
+from .support import UNREACHABLE_URL, client_of, settings_for
 
 POOL_TIMEOUT = 2.0
-{% if cookiecutter.database == "postgresql" %}
-# Nothing listens on port 1.
-UNREACHABLE_URL = "postgresql+{{ 'asyncpg' if is_async else 'psycopg' }}://postgres@127.0.0.1:1/nowhere"
-{% else %}
-# A file in a directory that does not exist cannot be opened.
-UNREACHABLE_URL = "sqlite+{{ 'aiosqlite' if is_async else 'pysqlite' }}:////nonexistent-directory/nowhere.db"
-{% endif %}
 
 
 @pytest.fixture

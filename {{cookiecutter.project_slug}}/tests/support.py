@@ -1,0 +1,223 @@
+{% set is_pg = cookiecutter.database == "postgresql" %}
+{% set is_async = cookiecutter.driver == "async" %}
+{% set Engine = "AsyncEngine" if is_async else "Engine" %}
+"""What the tests share: settings, apps and clients, the database as others see it,
+and the service served in a process of its own. Test modules import helpers from
+here, never from ``conftest`` or from each other."""
+
+{% if is_pg %}
+import asyncio
+{% endif %}
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from alembic.config import Config
+from fastapi import FastAPI
+from httpx2 import ASGITransport, AsyncClient
+{% if is_async %}
+{% if is_pg %}
+from sqlalchemy import TextClause, delete, make_url, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+{% else %}
+from sqlalchemy import TextClause, delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+{% endif %}
+{% elif is_pg %}
+from sqlalchemy import Engine, TextClause, create_engine, delete, make_url, select, text
+{% else %}
+from sqlalchemy import Engine, TextClause, delete, select
+{% endif %}
+
+from {{ cookiecutter.package_name }}.db.base import Base
+{% if is_pg %}
+from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME, build_engine
+{% else %}
+from {{ cookiecutter.package_name }}.db.engine import build_engine
+{% endif %}
+from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.main import create_app
+{% if is_pg %}
+from {{ cookiecutter.package_name }}.settings import (
+    DATABASE_NAME,
+    URL_SCHEME,
+    Settings,
+)
+{% else %}
+from {{ cookiecutter.package_name }}.settings import URL_SCHEME, Settings
+{% endif %}
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+{% if is_pg %}
+DEFAULT_TEST_DATABASE_URL = f"{URL_SCHEME}://postgres:postgres@localhost:5432/{DATABASE_NAME}_test"
+# Nothing listens on port 1.
+UNREACHABLE_URL = f"{URL_SCHEME}://postgres@127.0.0.1:1/nowhere"
+
+# The service's connections to the test database, but the one asking.
+_OF_THE_SERVICE = (
+    " FROM pg_stat_activity WHERE datname = current_database()"
+    " AND application_name = :name AND pid <> pg_backend_pid()"
+)
+CONNECTION_STATES = text(f"SELECT state{_OF_THE_SERVICE}")
+CONNECTION_COUNT = text(f"SELECT count(*){_OF_THE_SERVICE}")
+TERMINATE_CONNECTIONS = text(f"SELECT count(pg_terminate_backend(pid)){_OF_THE_SERVICE}")
+{% else %}
+# A file in a directory that does not exist cannot be opened.
+UNREACHABLE_URL = f"{URL_SCHEME}:////nonexistent-directory/nowhere.db"
+{% endif %}
+
+
+def settings_for(database_url: str, **values: Any) -> Settings:
+    """Settings of a test: ``values`` and the defaults, never a value from ``.env``."""
+    return Settings(_env_file=None, database_url=database_url, **values)
+
+
+def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration, as ``alembic`` reads it, for the database at ``database_url``."""
+    config = Config(PROJECT_DIR / "alembic.ini")
+    config.attributes["settings"] = settings_for(database_url)
+    config.attributes["configure_logger"] = False
+    return config
+
+
+@asynccontextmanager
+async def running_app(settings: Settings, **changes: Any) -> AsyncIterator[FastAPI]:
+    """An application for ``settings`` with ``changes``, its lifespan running:
+    engine created, then disposed of."""
+    app = create_app(settings.model_copy(update=changes))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def client_of(app: FastAPI, *, raise_app_exceptions: bool = True) -> AsyncClient:
+    """A client that calls ``app`` through its ASGI interface, as uvicorn does."""
+    transport = ASGITransport(app, raise_app_exceptions=raise_app_exceptions)
+    return AsyncClient(transport=transport, base_url="http://test")
+{% if is_pg %}
+
+
+{{ cookiecutter.__async }}def create_database_if_missing(url: str) -> None:
+    database = make_url(url).database
+    server_url = make_url(url).set(database="postgres")
+    server = {{ "create_async_engine" if is_async else "create_engine" }}(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        {{ cookiecutter.__async }}with server.connect() as connection:
+            exists = {{ cookiecutter.__await }}connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
+            )
+            if not exists:
+                {{ cookiecutter.__await }}connection.execute(text(f'CREATE DATABASE "{database}"'))
+    finally:
+        {{ cookiecutter.__await }}server.dispose()
+{% endif %}
+
+
+async def ask_the_database(database_url: str, query: TextClause, **params: object) -> int:
+    """``query`` on a connection of its own, outside the application: its number."""
+    engine = build_engine(settings_for(database_url))
+    try:
+        {{ cookiecutter.__async }}with engine.connect() as connection:
+            answer = {{ cookiecutter.__await }}connection.scalar(query, params)
+    finally:
+        {{ cookiecutter.__await }}engine.dispose()
+    return int(answer or 0)
+
+
+async def names_seen_by(engine: {{ Engine }}) -> list[str]:
+    """The item names, in order, as a fresh connection of ``engine`` sees them."""
+    {{ cookiecutter.__async }}with engine.connect() as connection:
+        {{ cookiecutter.__await }}connection.execution_options(writes=False)  # reads: no write lock
+        return list({{ cookiecutter.__await }}connection.scalars(select(Item.name).order_by(Item.name)))
+{% if is_pg %}
+
+
+async def connection_states(engine: {{ Engine }}) -> list[str]:
+    """The states of the service's other connections, as the server sees them."""
+    {{ cookiecutter.__async }}with engine.connect() as connection:
+        states = {{ cookiecutter.__await }}connection.scalars(CONNECTION_STATES, {"name": APPLICATION_NAME})
+        return list(states)
+
+
+async def drop_the_services_connections(database_url: str) -> None:
+    """Terminate them, and wait until they are gone (pg_terminate_backend only asks)."""
+    assert await ask_the_database(database_url, TERMINATE_CONNECTIONS, name=APPLICATION_NAME) >= 1
+    for _ in range(100):
+        if await ask_the_database(database_url, CONNECTION_COUNT, name=APPLICATION_NAME) == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the server kept the service's connections")
+{% endif %}
+
+
+async def empty_tables(engine: {{ Engine }}) -> None:
+    """Delete every row: what a test committed for real."""
+    {{ cookiecutter.__async }}with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            {{ cookiecutter.__await }}connection.execute(delete(table))
+
+
+async def empty_database(database_url: str) -> None:
+    """Delete every row of the database at ``database_url``, from outside the application."""
+    engine = build_engine(settings_for(database_url))
+    try:
+        await empty_tables(engine)
+    finally:
+        {{ cookiecutter.__await }}engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the server exited while starting"
+        try:
+            httpx2.get(f"{base_url}/health", timeout=1)
+        except httpx2.TransportError:
+            time.sleep(0.1)
+        else:
+            return
+    raise AssertionError("the server did not start within 30 s")
+
+
+def start_server(
+    database_url: str, log: Path, *, workers: int = 1, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The service as its container runs it (``python -m {{ cookiecutter.package_name }}``) on a free
+    port, its output in ``log`` (a file: a pipe nobody reads would stall the server once full)."""
+    port = free_port()
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "{{ cookiecutter.package_name }}",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=log.parent,  # not the project's: its .env is the developer's, not the test's
+            env={
+                **os.environ,
+                "PROMETHEUS_MULTIPROC_DIR": str(log.with_name(f"{log.stem}-metrics")),
+                **(env or {}),
+                "DATABASE_URL": database_url,
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    wait_until_serving(f"http://127.0.0.1:{port}", server)
+    return server, port
