@@ -100,6 +100,13 @@ def client_of(app: FastAPI, *, raise_app_exceptions: bool = True) -> AsyncClient
     """A client that calls ``app`` through its ASGI interface, as uvicorn does."""
     transport = ASGITransport(app, raise_app_exceptions=raise_app_exceptions)
     return AsyncClient(transport=transport, base_url="http://test")
+
+
+async def create_items(client: AsyncClient, prefix: str, count: int) -> None:
+    """Create ``count`` items, one request each (``<prefix>-0``, ...); every one is a 201."""
+    for n in range(count):
+        response = await client.post("/items", json={"name": f"{prefix}-{n}"})
+        assert response.status_code == 201, response.text
 {% if is_pg %}
 
 

@@ -27,6 +27,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from .support import (
     ask_the_database,
     client_of,
+    create_items,
     drop_the_services_connections,
     empty_tables,
     free_port,
@@ -132,15 +133,10 @@ async def test_requests_succeed_after_the_server_drops_pgbouncers_connections(
     bounced_app: FastAPI, database_url: str
 ) -> None:
     async with client_of(bounced_app) as client:
-        for n in range(3):
-            assert (await client.post("/items", json={"name": f"before-{n}"})).status_code == 201
-
+        await create_items(client, "before", 3)
         # PgBouncer's server connections carry the service's application_name.
         await drop_the_services_connections(database_url)
-
-        for n in range(5):
-            response = await client.post("/items", json={"name": f"after-{n}"})
-            assert response.status_code == 201, response.text
+        await create_items(client, "after", 5)
         listed = await client.get("/items")
 
     assert listed.status_code == 200

@@ -14,7 +14,7 @@ from httpx2 import AsyncClient
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .support import client_of, drop_the_services_connections, running_app
+from .support import client_of, create_items, drop_the_services_connections, running_app
 
 
 async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
@@ -28,9 +28,7 @@ async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
 
     await drop_the_services_connections(settings.database_url)
 
-    for n in range(5):
-        response = await committed_client.post("/items", json={"name": f"after-{n}"})
-        assert response.status_code == 201, response.text
+    await create_items(committed_client, "after", 5)
     listed = await committed_client.get("/items")
     assert listed.status_code == 200
     assert listed.json()["total"] == 5

@@ -22,12 +22,8 @@ import asyncio
 {{ "import socket" if is_pg else "import sqlite3" }}
 import threading
 import time
-{% if is_async %}
 from collections.abc import AsyncIterator, Iterator
-{% else %}
-from collections.abc import Iterator
-{% endif %}
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -37,13 +33,11 @@ from fastapi import BackgroundTasks, FastAPI
 from fastapi.responses import StreamingResponse
 from httpx2 import AsyncClient
 {% if is_async %}
-from sqlalchemy import Connection, delete, event, {{ "" if is_pg else "make_url, " }}select
+from sqlalchemy import Connection, event, select
 from sqlalchemy.exc import InvalidRequestError
-{% if is_pg %}
 from sqlalchemy.ext.asyncio import AsyncEngine
-{% endif %}
 {% else %}
-from sqlalchemy import Connection, {{ "Engine, " if is_pg }}delete, event, {{ "" if is_pg else "make_url, " }}select
+from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.exc import InvalidRequestError
 {% endif %}
 from sqlalchemy.orm import Session
@@ -299,27 +293,39 @@ async def test_a_request_cancelled_midway_gives_its_connection_back(
     assert engine.pool.checkedout() == 0
 
 
+@asynccontextmanager
+async def one_connection_held(
+    settings: Settings, hold: Hold, *, pool_timeout: float
+) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
+    """An app with one connection, waited for at most ``pool_timeout`` seconds, which a
+    reading request holds until ``hold`` is released; and a client of the app."""
+    update = {"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": pool_timeout}
+    async with (
+        running_app(settings, **update) as app,
+        client_of(app) as client,
+        anyio.create_task_group() as requests,
+    ):
+        install_test_routes(app, hold)
+        requests.start_soon(client.get, "/test/hold-reading")
+        await hold.wait_until_entered()
+        try:
+            yield app, client
+        finally:
+            hold.release()
+
+
 async def test_an_exhausted_pool_answers_503_within_the_pool_timeout(
     settings: Settings, hold: Hold
 ) -> None:
-    tight = settings.model_copy(
-        update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 1}
-    )
-    async with running_app(tight) as app, client_of(app) as client:
-        install_test_routes(app, hold)
-        async with anyio.create_task_group() as requests:
-            requests.start_soon(client.post, "/test/hold")
-            await hold.wait_until_entered()
-            started = time.monotonic()
-            responses = await asyncio.gather(*[client.get("/items") for _ in range(5)])
-            waited = time.monotonic() - started
-            hold.release()
-        {{ cookiecutter.__async }}with app.state.database.engine.begin() as connection:
-            {{ cookiecutter.__await }}connection.execute(delete(Item))
+    async with one_connection_held(settings, hold, pool_timeout=1) as (app, client):
+        started = time.monotonic()
+        responses = await asyncio.gather(*[client.get("/items") for _ in range(5)])
+        waited = time.monotonic() - started
+        assert app.state.database.engine.pool.checkedout() == 1  # the held one, still
 
     assert [response.status_code for response in responses] == [503] * 5
     assert responses[0].json() == {"detail": "The database is unavailable, try again later."}
-    assert waited < tight.db_pool_timeout + 1
+    assert waited < 1 + 1
 
 
 {% if is_pg %}
@@ -350,9 +356,9 @@ def connections_made_anew_to_a_silent_server(
             event.remove(engine{{ ".sync_engine" if is_async else "" }}, "checkin", close)
 {% else %}
 @contextmanager
-def write_lock_held_elsewhere(database_url: str) -> Iterator[None]:
-    """Another process's transaction holds SQLite's write lock."""
-    other = sqlite3.connect(str(make_url(database_url).database), isolation_level=None)
+def write_lock_held_elsewhere(engine: {{ Engine }}) -> Iterator[None]:
+    """Another process's transaction holds the write lock of ``engine``'s database."""
+    other = sqlite3.connect(str(engine.url.database), isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -367,29 +373,22 @@ async def test_the_pool_timeout_bounds_the_whole_wait_{{ "a_new_connection_inclu
 ) -> None:
     """A request that waited in line for a third of ``DB_POOL_TIMEOUT`` has two thirds
     left for the rest: {{ "a new connection, here to a server that never answers" if is_pg else "the write lock, here held by another process" }}."""
-    tight = settings.model_copy(
-        update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 3}
-    )
-    async with running_app(tight) as app, client_of(app) as client:
-        install_test_routes(app, hold)
-        async with anyio.create_task_group() as requests:
-            requests.start_soon(client.get, "/test/hold-reading")
-            await hold.wait_until_entered()
-            started = time.monotonic()
-            creating = asyncio.ensure_future(client.post("/items", json={"name": "late"}))
-            await asyncio.sleep(1)
+    async with one_connection_held(settings, hold, pool_timeout=3) as (app, client):
+        started = time.monotonic()
+        creating = asyncio.ensure_future(client.post("/items", json={"name": "late"}))
+        await asyncio.sleep(1)
+        engine = app.state.database.engine
 {% if is_pg %}
-            engine = app.state.database.engine
-            with connections_made_anew_to_a_silent_server(engine, monkeypatch):
+        with connections_made_anew_to_a_silent_server(engine, monkeypatch):
 {% else %}
-            with write_lock_held_elsewhere(tight.database_url):
+        with write_lock_held_elsewhere(engine):
 {% endif %}
-                hold.release()
-                response = await creating
-            waited = time.monotonic() - started
+            hold.release()
+            response = await creating
+        waited = time.monotonic() - started
 
     assert response.status_code == 503
-    assert waited < tight.db_pool_timeout + 0.5
+    assert waited < 3 + 0.5
 
 
 async def test_session_work_sees_the_request_context(app: FastAPI, client: AsyncClient) -> None:
