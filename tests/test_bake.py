@@ -84,7 +84,8 @@ def test_routes_and_repository_are_the_same_text_in_both_strategies(
         for strategy in COOKIECUTTER["session_strategy"]
     }
     package = Path("src/my_service")
-    for module in ["items/routes.py", "items/repository.py", "items/models.py", "items/schemas.py"]:
+    modules = ["items/routes.py", "items/repository.py", "items/models.py", "items/schemas.py"]
+    for module in [*modules, "http.py", "db/unit.py"]:
         texts = {(p / package / module).read_text() for p in projects.values()}
         assert len(texts) == 1, f"{module} differs between strategies"
 

@@ -2,9 +2,10 @@
 """Storage of items: the only module that writes SQL for them.
 
 Every method answers ``Item``, the mapped class: one representation of an
-item, whatever the path. Reads are ``select(Item)``. Creates are ORM-enabled
-``insert(Item).returning(Item)``: one statement that hands back the stored
-rows, ids and first versions included, without the unit of work's flush.
+item, whatever the path. Reads are ``select(Item)``, built once with bound
+parameters: a request binds its values instead of building the statement and
+computing its cache key again. Creates are one ``INSERT ... RETURNING``
+(``db/inserts.py``) that hands back the stored rows, as instances of ``Item``.
 Changes load the item locked, flush at once (the version check of
 ``models.py``) and record an ``ItemEvent`` in the same transaction.
 """
@@ -13,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 {% if is_async %}
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,8 +24,13 @@ from sqlalchemy.orm import Session
 
 from ..db.engine import is_unique_violation
 from ..db.errors import ConflictError
+from ..db.inserts import insert_returning
 from .models import Item, ItemEvent
 from .schemas import ItemCreate, ItemUpdate
+
+_BY_ID = select(Item).where(Item.id == bindparam("item_id"))
+_PAGE = select(Item).order_by(Item.id).offset(bindparam("offset")).limit(bindparam("limit"))
+_COUNT = select(func.count()).select_from(Item)
 
 
 class ItemRepository:
@@ -39,16 +45,16 @@ class ItemRepository:
         self.session = session
 
     {{ cookiecutter.__async }}def get(self, item_id: int) -> Item | None:
-        return {{ cookiecutter.__await }}self.session.get(Item, item_id)
+        return ({{ cookiecutter.__await }}self.session.scalars(_BY_ID, {"item_id": item_id})).one_or_none()
 
     {{ cookiecutter.__async }}def get_to_change(self, item_id: int) -> Item | None:
         """The item, locked until the transaction ends: a concurrent change waits its turn."""
         return {{ cookiecutter.__await }}self.session.get(Item, item_id, with_for_update=True)
 
     {{ cookiecutter.__async }}def page(self, *, offset: int, limit: int) -> tuple[Sequence[Item], int]:
-        total = {{ cookiecutter.__await }}self.session.scalar(select(func.count()).select_from(Item))
-        page = select(Item).order_by(Item.id).offset(offset).limit(limit)
-        return ({{ cookiecutter.__await }}self.session.scalars(page)).all(), total or 0
+        total = {{ cookiecutter.__await }}self.session.scalar(_COUNT)
+        items = {{ cookiecutter.__await }}self.session.scalars(_PAGE, {"offset": offset, "limit": limit})
+        return items.all(), total or 0
 
     {{ cookiecutter.__async }}def add(self, data: ItemCreate) -> Item:
         conflict = f"An item named {data.name!r} already exists."
@@ -74,9 +80,8 @@ class ItemRepository:
         {{ cookiecutter.__await }}self.session.flush()
 
     {{ cookiecutter.__async }}def _insert(self, rows: list[dict[str, Any]], conflict: str) -> Sequence[Item]:
-        statement = insert(Item).returning(Item, sort_by_parameter_order=True)
         with _conflict_on_unique(conflict):
-            return ({{ cookiecutter.__await }}self.session.scalars(statement, rows)).all()
+            return {{ cookiecutter.__await }}insert_returning(self.session, Item, rows)
 
 
 @contextmanager
