@@ -245,7 +245,9 @@ def variant_target(variant: Variant, work: Path, env: dict[str, str]) -> Target:
     return Target(
         name=variant.id,
         label=variant.id,
-        command=uvicorn(project / ".venv/bin/python", "my_service.__main__:worker_app", "--factory"),
+        command=uvicorn(
+            project / ".venv/bin/python", "my_service.__main__:worker_app", "--factory"
+        ),
         cwd=project,
         env={**env, "DATABASE_URL": url},
         database=database,

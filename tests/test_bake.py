@@ -142,7 +142,7 @@ def test_storage_imports_nothing_of_the_http_layer(cookies: Cookies, variant: Va
                 imported |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom):
                 base = ["my_service", *package][: len(package) + 2 - node.level]
-                name = ".".join(base + [node.module] if node.module else base)
+                name = ".".join([*base, node.module] if node.module else base)
                 imported.add(name if node.level else node.module or "")
         reached = {name for name in imported if name.split(".")[0] in http or name in http}
         assert not reached, f"{module.relative_to(src)} imports {reached}"

@@ -38,7 +38,10 @@ from sqlalchemy import Engine, TextClause, delete, select
 
 from {{ cookiecutter.package_name }}.db.base import Base
 {% if is_pg %}
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME, build_engine
+from {{ cookiecutter.package_name }}.db.engine import (
+    APPLICATION_NAME,
+    build_engine,
+)
 {% else %}
 from {{ cookiecutter.package_name }}.db.engine import build_engine
 {% endif %}
