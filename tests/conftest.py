@@ -129,7 +129,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not _measured:
         return
-    columns = ["bake_s", "install_s", "lint_s", "mypy_s", "resource_s", "suite_s", "suite_passed"]
+    columns = [
+        "bake_s",
+        "install_s",
+        "lint_s",
+        "mypy_s",
+        "resource_s",
+        "suite_s",
+        "suite_n2_s",
+        "suite_passed",
+    ]
     terminalreporter.section("matrix: seconds per step, and the generated suite's test count")
     terminalreporter.write_line(f"{'variant':<32}" + "".join(f"{c:>13}" for c in columns))
     for variant in sorted(_measured):

@@ -305,22 +305,30 @@ def test_own_suite_passes_with_a_resource_added_as_the_readme_says(
 
     # A developer's .env and shell, as the quickstart leaves them and then some:
     # the suite sets what it needs itself, so none of it may change a result.
+    # Then in two worker processes (pytest-xdist), as make test runs it: the same tests,
+    # each worker on a database of its own, dropped at its end.
     (project.path / ".env").write_text(HOSTILE_SETTINGS)
-    started = time.perf_counter()
+    env = {"TEST_DATABASE_URL": project.database_url, **HOSTILE_ENVIRONMENT}
+    runs = {}
     try:
-        output = project.uv_run(
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            env={"TEST_DATABASE_URL": project.database_url, **HOSTILE_ENVIRONMENT},
-        )
+        for column, workers in [("suite_s", []), ("suite_n2_s", ["-n", "2"])]:
+            started = time.perf_counter()
+            runs[column] = project.uv_run(
+                "pytest", "-q", "-p", "no:cacheprovider", *workers, env=env
+            )
+            project.measure(record_property, column, started)
     finally:
         (project.path / ".env").unlink()
-    project.measure(record_property, "suite_s", started)
+    output, parallel = runs["suite_s"], runs["suite_n2_s"]
+    if project.variant.database == "postgresql":
+        of_workers = (
+            "SELECT datname FROM pg_database WHERE datname LIKE current_database() || '_gw%'"
+        )
+        assert query(project.database_url, of_workers) == [], "a worker's database outlived its run"
     summary = output.strip().splitlines()[-1]
     match = re.fullmatch(r"(\d+) passed(?:, (\d+) skipped)? in [\d.]+s(?: \([\d:]+\))?", summary)
     assert match, f"expected only passes, got: {summary}"
+    assert re.search(rf"^{match.group(1)} passed", parallel.strip().splitlines()[-1]), parallel
     if match.group(2):
         # Only the PgBouncer tests may skip, and only where pgbouncer is not installed
         # and CI is not set (under CI they fail instead).

@@ -22,7 +22,11 @@ the plain ``def`` endpoints run in the threadpool, as they do in production{% en
 import asyncio
 {% endif %}
 import os
+{% if is_pg %}
+from collections.abc import AsyncIterator, Iterator
+{% else %}
 from collections.abc import AsyncIterator
+{% endif %}
 
 import pytest
 from alembic import command
@@ -44,15 +48,25 @@ from {{ cookiecutter.package_name }}.settings import Settings
 {% if is_pg %}
 from .support import (
     DEFAULT_TEST_DATABASE_URL,
+    WORKER,
     alembic_config,
     client_of,
     create_database_if_missing,
+    drop_database,
     empty_tables,
+    of_this_worker,
     running_app,
     settings_for,
 )
 {% else %}
-from .support import alembic_config, client_of, empty_tables, running_app, settings_for
+from .support import (
+    alembic_config,
+    client_of,
+    empty_tables,
+    of_this_worker,
+    running_app,
+    settings_for,
+)
 {% endif %}
 
 # The suite sets every setting it uses itself: none comes from the developer's
@@ -63,20 +77,28 @@ for _setting in Settings.model_fields:
 
 @pytest.fixture(scope="session")
 {% if is_pg %}
-def database_url() -> str:
-    """The test database, migrated from scratch once per run."""
-    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+def database_url() -> Iterator[str]:
+    """The test database, migrated from scratch once per run. Under pytest-xdist each
+    worker has its own, named after it, and drops it at the end."""
+    url = of_this_worker(os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL))
     {{ "asyncio.run(create_database_if_missing(url))" if is_async else "create_database_if_missing(url)" }}
 {% else %}
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The test database, migrated from scratch once per run."""
+    """The test database, migrated from scratch once per run. Under pytest-xdist each
+    worker has its own file."""
     default = f"{URL_SCHEME}:///{tmp_path_factory.mktemp('db') / 'test.db'}"
-    url = os.environ.get("TEST_DATABASE_URL", default)
+    url = of_this_worker(os.environ.get("TEST_DATABASE_URL", default))
 {% endif %}
     config = alembic_config(url)
     command.downgrade(config, "base")
     command.upgrade(config, "head")
+{% if is_pg %}
+    yield url
+    if WORKER is not None:
+        {{ "asyncio.run(drop_database(url))" if is_async else "drop_database(url)" }}
+{% else %}
     return url
+{% endif %}
 
 
 @pytest.fixture

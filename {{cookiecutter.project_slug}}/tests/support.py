@@ -13,8 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+{% if is_pg and not is_async %}
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+{% else %}
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+{% endif %}
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +30,24 @@ from httpx2 import ASGITransport, AsyncClient
 {% if is_async %}
 {% if is_pg %}
 from sqlalchemy import TextClause, delete, make_url, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 {% else %}
-from sqlalchemy import TextClause, delete, select
+from sqlalchemy import TextClause, delete, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 {% endif %}
 {% elif is_pg %}
-from sqlalchemy import Engine, TextClause, create_engine, delete, make_url, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    TextClause,
+    create_engine,
+    delete,
+    make_url,
+    select,
+    text,
+)
 {% else %}
-from sqlalchemy import Engine, TextClause, delete, select
+from sqlalchemy import Engine, TextClause, delete, make_url, select
 {% endif %}
 
 from {{ cookiecutter.package_name }}.db.base import Base
@@ -58,6 +72,8 @@ from {{ cookiecutter.package_name }}.settings import URL_SCHEME, Settings
 {% endif %}
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+# pytest-xdist runs the suite in worker processes, gw0, gw1 ...; each has a database of its own.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 {% if is_pg %}
 DEFAULT_TEST_DATABASE_URL = f"{URL_SCHEME}://postgres:postgres@localhost:5432/{DATABASE_NAME}_test"
 # Nothing listens on port 1.
@@ -110,20 +126,48 @@ async def create_items(client: AsyncClient, prefix: str, count: int) -> None:
     for n in range(count):
         response = await client.post("/items", json={"name": f"{prefix}-{n}"})
         assert response.status_code == 201, response.text
+
+
+def of_this_worker(url: str) -> str:
+    """``url``, or under pytest-xdist the database of this worker: its name suffixed."""
+    if WORKER is None:
+        return url
+    parsed = make_url(url)
+{% if is_pg %}
+    parsed = parsed.set(database=f"{parsed.database}_{WORKER}")
+{% else %}
+    path = Path(str(parsed.database))
+    parsed = parsed.set(database=str(path.with_name(f"{path.stem}-{WORKER}{path.suffix}")))
+{% endif %}
+    return parsed.render_as_string(hide_password=False)
 {% if is_pg %}
 
 
 {{ cookiecutter.__async }}def create_database_if_missing(url: str) -> None:
     database = make_url(url).database
+    {{ cookiecutter.__async }}with _server(url) as connection:
+        exists = {{ cookiecutter.__await }}connection.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
+        )
+        if not exists:
+            {{ cookiecutter.__await }}connection.execute(text(f'CREATE DATABASE "{database}"'))
+
+
+{{ cookiecutter.__async }}def drop_database(url: str) -> None:
+    """Drop the database of ``url``, closing whatever is still connected to it."""
+    {{ cookiecutter.__async }}with _server(url) as connection:
+        database = make_url(url).database
+        {{ cookiecutter.__await }}connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+@{{ "asynccontextmanager" if is_async else "contextmanager" }}
+{{ cookiecutter.__async }}def _server(url: str) -> {{ "AsyncIterator[AsyncConnection]" if is_async else "Iterator[Connection]" }}:
+    """A connection to the server of ``url``, outside any database's transaction."""
     server_url = make_url(url).set(database="postgres")
     server = {{ "create_async_engine" if is_async else "create_engine" }}(server_url, isolation_level="AUTOCOMMIT")
     try:
         {{ cookiecutter.__async }}with server.connect() as connection:
-            exists = {{ cookiecutter.__await }}connection.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
-            )
-            if not exists:
-                {{ cookiecutter.__await }}connection.execute(text(f'CREATE DATABASE "{database}"'))
+            yield connection
     finally:
         {{ cookiecutter.__await }}server.dispose()
 {% endif %}

@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -57,7 +58,10 @@ async def test_a_request_without_an_id_gets_a_new_one(client: AsyncClient) -> No
     assert first.headers["x-request-id"] != second.headers["x-request-id"]
 
 
-@pytest.mark.parametrize("given", [uuid.uuid4().hex, str(uuid.uuid4())])
+# Fixed, so that every process collects the same tests (pytest-xdist).
+@pytest.mark.parametrize(
+    "given", ["5f0c6a1e9b2d4c7e8a3f1b6d2e9c4a70", "1b4e28ba-2fa1-11d2-883f-0016d3cca427"]
+)
 async def test_a_request_keeps_the_id_it_brings(client: AsyncClient, given: str) -> None:
     response = await client.get("/health", headers={"X-Request-ID": given})
 
@@ -237,6 +241,8 @@ def test_workers_report_their_metrics_together(database_url: str, tmp_path: Path
     try:
         for _ in range(20):  # a new connection each: the workers take turns accepting
             assert httpx2.get(f"{base_url}/items/999999").status_code == 404
+        # A request is counted once its last byte went out: let the last one land.
+        time.sleep(0.5)
         scrapes = [httpx2.get(f"{base_url}/metrics").text for _ in range(10)]
     finally:
         server.send_signal(signal.SIGTERM)
