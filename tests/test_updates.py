@@ -37,7 +37,7 @@ def test_cruft_create_check_and_update(template_repo: Path, tmp_path: Path) -> N
         "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/session.middleware.py"
     )
     text = middleware.read_text().replace(
-        "class SessionMiddleware(HTTPMiddleware):", "class SessionMiddleware(HTTPMiddleware):  # v2"
+        "class SessionMiddleware(ASGIMiddleware):", "class SessionMiddleware(ASGIMiddleware):  # v2"
     )
     middleware.write_text(text)
     git("commit", "--quiet", "-am", "middleware v2", cwd=template_repo)
@@ -47,7 +47,7 @@ def test_cruft_create_check_and_update(template_repo: Path, tmp_path: Path) -> N
     assert updated.returncode == 0, updated.stdout + updated.stderr
 
     session = (project / "src/my_service/session.py").read_text()
-    assert "class SessionMiddleware(HTTPMiddleware):  # v2" in session
+    assert "class SessionMiddleware(ASGIMiddleware):  # v2" in session
     assert not list(project.rglob("session.*.py")), "alternatives leaked into the project"
     assert cruft("check", cwd=project).returncode == 0
 

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db.engine import is_unique_violation
 from .db.errors import ConflictError
-from .http import HTTP_METHODS, HTTPMiddleware
+from .http import HTTP_METHODS, ASGIMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
-class BodyLimitMiddleware(HTTPMiddleware):
+class BodyLimitMiddleware(ASGIMiddleware):
     """Answers 413 to a request whose body is larger than ``max_bytes``, before parsing it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -137,7 +137,7 @@ class BodyLimitMiddleware(HTTPMiddleware):
         await self.app(scope, counting_receive, send)
 
 
-class UnexpectedErrorMiddleware(HTTPMiddleware):
+class UnexpectedErrorMiddleware(ASGIMiddleware):
     """Answers an exception nothing else handled with a JSON 500, and logs it once.
 
     Starlette's own last resort answers in plain text and re-raises, and the

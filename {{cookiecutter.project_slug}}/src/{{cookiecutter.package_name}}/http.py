@@ -8,7 +8,7 @@
   that is no longer stored is refused with a 412.
 - ``BODY``, ``CONFLICT``, ``NOT_FOUND``, ``CHANGED`` and ``UNAVAILABLE``: the
   answers a route declares in the OpenAPI document, besides its 2xx and 422.
-- ``HTTPMiddleware``: the base of the service's pure ASGI middleware, and
+- ``ASGIMiddleware``: the base of the service's pure ASGI middleware, and
   ``route_of()``, the route that answered a request (for logs and metrics).
 """
 
@@ -83,7 +83,7 @@ def require_etag(if_match: str | None, current: str) -> None:
         )
 
 
-class HTTPMiddleware:
+class ASGIMiddleware:
     """A pure ASGI middleware for HTTP requests: ``handle`` sees each one; the
     lifespan and websockets pass through."""
 

@@ -34,7 +34,7 @@ from prometheus_client import (
 )
 from starlette.types import Message, Receive, Scope, Send
 
-from .http import HTTP_METHODS, HTTPMiddleware, route_of
+from .http import HTTP_METHODS, ASGIMiddleware, route_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # The status of a request whose client went away before it was answered (nginx's).
@@ -63,7 +63,7 @@ async def metrics() -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-class AccessMiddleware(HTTPMiddleware):
+class AccessMiddleware(ASGIMiddleware):
     """Times each request: one access log line and its metrics."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:

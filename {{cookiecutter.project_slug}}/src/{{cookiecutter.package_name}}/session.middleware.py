@@ -41,7 +41,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .db.unit import Database
 from .errors import database_error_response
-from .http import HTTPMiddleware, route_of
+from .http import ASGIMiddleware, route_of
 
 # Requests that change nothing: read-only units of work (db/unit.py).
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -82,7 +82,7 @@ class _ResponseReplacedError(Exception):
     """Stops the application's response after an error response went out instead."""
 
 
-class SessionMiddleware(HTTPMiddleware):
+class SessionMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_session = RequestSession(scope["app"].state.database)
         scope.setdefault("state", {})["db"] = request_session
