@@ -4,11 +4,23 @@ Every failure below ends as a JSON ``{"detail": ...}`` response:
 
 - ``ConflictError``, raised by a repository for a write that conflicts with
   stored data: 409 with its message.
-- Any SQLAlchemy error: 409 for a unique violation, 412 for a row that changed
-  since it was read (its version no longer matches), 503 with ``Retry-After``
-  when the database is unreachable or no connection was free in time, 500
-  otherwise. A commit that fails at the end of a request gets the same answer
-  (``session.py``).
+- Any SQLAlchemy error, by what it means (``db/engine.py``'s ``failure_of()``):
+
+  - 409 for a unique violation, 412 for a row that changed since it was read
+    (its version no longer matches);
+  - 503 with ``Retry-After`` for a request that the same request, made again
+    later, can pass: the database unavailable (unreachable, restarting, out of
+    connections or space, read-only) or no connection free in time; a
+    transaction that lost a race with another (deadlock, serialization
+    failure, a lock not granted in time); a statement past the statement
+    timeout. Each logs one line: the meaning, the driver's error class and the
+    database's error code (SQLSTATE on PostgreSQL), never the SQL's values;
+  - 500 otherwise, logged with its traceback.
+
+  A commit that fails at the end of a request gets the same answer
+  (``session.py``). A write whose commit got no answer may be stored: a client
+  that retries with the same ``Idempotency-Key`` gets the first answer
+  (``idempotency/``).
 - A method the path does not have: 405, with every method it does have in ``Allow``.
 - A request that fails validation: 422, whatever text it held (unpaired
   surrogates included, which plain JSON encoding refuses).
@@ -26,41 +38,52 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .db.engine import is_unique_violation
-from .db.errors import ConflictError
+from .db.engine import error_code, failure_of
+from .db.errors import ConflictError, Failure
 from .http import HTTP_METHODS, ASGIMiddleware
 
 logger = logging.getLogger(__name__)
 
-# Errors that mean "the database cannot serve this request now".
-UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+# The 503s: what the client reads, and how many seconds it should wait before it retries.
+_TRY_AGAIN = {
+    Failure.UNAVAILABLE: ("The database is unavailable, try again later.", 5),
+    Failure.CONTENDED: ("The request collided with another; try it again.", 1),
+    Failure.TIMED_OUT: ("The database took too long to answer; try again later.", 5),
+}
 
 
 def database_error_response(error: Exception) -> JSONResponse:
-    """The response for a failed database operation."""
-    if isinstance(error, IntegrityError) and is_unique_violation(error):
-        return JSONResponse(
-            {"detail": "The request conflicts with stored data."},
-            status_code=status.HTTP_409_CONFLICT,
-        )
+    """The response for a failed database operation (see above)."""
     if isinstance(error, StaleDataError):
         return JSONResponse(
             {"detail": "It changed since it was read; read it again."},
             status_code=status.HTTP_412_PRECONDITION_FAILED,
         )
-    if isinstance(error, UNAVAILABLE):
-        logger.warning("Database unavailable: %s", error)
+    failure = failure_of(error)
+    if failure is Failure.DUPLICATE:
         return JSONResponse(
-            {"detail": "The database is unavailable, try again later."},
+            {"detail": "The request conflicts with stored data."},
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    if failure in _TRY_AGAIN:
+        cause = getattr(error, "orig", None) or error
+        logger.warning(
+            "Database %s: %s (%s)",
+            failure.value,
+            type(cause).__name__,
+            error_code(error) or "no error code",
+        )
+        detail, seconds = _TRY_AGAIN[failure]
+        return JSONResponse(
+            {"detail": detail},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(seconds)},
         )
     logger.error("Database error", exc_info=error)
     return JSONResponse(

@@ -56,7 +56,13 @@ class Settings(BaseSettings):
     # A pooled connection idle for longer is pinged before it is lent again;
     # one idle for less is checked without a round trip (see db/engine.py).
     db_ping_after: float = Field(default=10.0, ge=0)
+    # Seconds a statement may run, and a transaction sit idle, before the server
+    # ends it; 0 switches a guard off (see db/engine.py).
+    db_statement_timeout: float = Field(default=30.0, ge=0)
+    db_idle_in_transaction_timeout: float = Field(default=60.0, ge=0)
 {% endif %}
+    # Seconds the answer to a write with an Idempotency-Key is kept (see idempotency/).
+    idempotency_key_ttl: float = Field(default=24 * 60 * 60, gt=0)
     # Larger request bodies are refused with a 413 before they are parsed.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
     # Worker processes of `python -m {{ cookiecutter.package_name }}` (uvicorn reads the same

@@ -25,7 +25,9 @@ psycopg 3 prepares a statement once it ran it five times; that is switched off.
 
 A connection the pool lends again is checked without a round trip when it was
 idle for less than ``DB_PING_AFTER`` seconds: one the server closed (a
-restart, ``pg_terminate_backend``, ``idle_session_timeout``) {{ "is marked closed by asyncpg" if is_async else "has data or its end waiting on its socket" }},
+restart, ``pg_terminate_backend``, ``idle_session_timeout``) has the server's
+goodbye or its end waiting on its socket{{ " (asyncpg's own ``is_closed()`` turns
+true only once the event loop has read them, too late for the next request)" if is_async }},
 and is pinged, then replaced, before any statement is sent on it. A connection
 idle for longer is pinged: a firewall or NAT that dropped it silently leaves
 no trace on the socket. Under load connections come back within
@@ -34,9 +36,26 @@ milliseconds, so the ping's round trips are saved on nearly every request.
 A new connection gets what is left of its unit of work's ``DB_POOL_TIMEOUT``
 to connect (``time_left()``){% if not is_async %}, in whole seconds and at least 2: psycopg's
 granularity{% endif %}.
+
+Every connection is opened with PostgreSQL's own guards, from the settings:
+``statement_timeout`` (``DB_STATEMENT_TIMEOUT``: a statement running longer
+is cancelled, and its request answered 503) and
+``idle_in_transaction_session_timeout`` (``DB_IDLE_IN_TRANSACTION_TIMEOUT``:
+a transaction left open and idle, holding its locks, is ended by the server).
+Behind PgBouncer they are not sent: PgBouncer refuses startup parameters it
+does not know; set them on the role instead (``ALTER ROLE ... SET``).
+
+SQL parameters are never logged, nor put in an error's message
+(``hide_parameters``): they are what clients sent, often personal data.
+
+``failure_of()`` tells what a failure means by its SQLSTATE (and by whether
+SQLAlchemy found the connection dead), not by the class of the exception:
+asyncpg's "cannot connect now" and "connection does not exist" arrive as
+plain ``DBAPIError``.
 """
 
 {% if is_async %}
+import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +65,14 @@ from uuid import uuid4
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 {% else %}
@@ -59,16 +85,31 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry
 {% endif %}
 
 from ..settings import Settings
+from .errors import Failure
 
 # Shown in pg_stat_activity, so operators can tell this service's connections apart.
 APPLICATION_NAME = "{{ cookiecutter.project_slug }}"
 
+# SQLSTATEs (PostgreSQL's "Appendix A. Error Codes") by what they mean.
 _UNIQUE_VIOLATION = "23505"
+_CONTENDED = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock not available
+_QUERY_CANCELED = "57014"  # by statement_timeout (or a cancel request)
+# Connection exceptions; insufficient resources (too many connections, disk full, out of
+# memory); operator intervention (shutting down, crashed, starting up, idle timeout).
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+_READ_ONLY_TRANSACTION = "25006"  # connected to a standby, or a read-only server
 _RETURNED_AT = "returned_at"
 
 # When the unit of work taking a connection must have it (time.monotonic()); unit.py sets it.
@@ -91,15 +132,8 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        connect_args={
-{% if is_async %}
-            "server_settings": {"application_name": APPLICATION_NAME},
-            **(_PGBOUNCER_CONNECT_ARGS if settings.db_pgbouncer else {}),
-{% else %}
-            "application_name": APPLICATION_NAME,
-            **({"prepare_threshold": None} if settings.db_pgbouncer else {}),
-{% endif %}
-        },
+        hide_parameters=True,
+        connect_args=_connect_args(settings),
     )
     sync_engine = engine{{ ".sync_engine" if is_async else "" }}
     timeout = settings.db_pool_timeout
@@ -122,6 +156,27 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
 
     _check_when_lent(sync_engine, settings.db_ping_after)
     return engine
+
+
+def _connect_args(settings: Settings) -> dict[str, Any]:
+    guards = {
+        "statement_timeout": settings.db_statement_timeout,
+        "idle_in_transaction_session_timeout": settings.db_idle_in_transaction_timeout,
+    }
+    # In milliseconds; 0 switches a guard off.
+    parameters = {name: str(round(seconds * 1000)) for name, seconds in guards.items()}
+    if settings.db_pgbouncer:
+{% if is_async %}
+        return {
+            "server_settings": {"application_name": APPLICATION_NAME},
+            **_PGBOUNCER_CONNECT_ARGS,
+        }
+    return {"server_settings": {"application_name": APPLICATION_NAME, **parameters}}
+{% else %}
+        return {"application_name": APPLICATION_NAME, "prepare_threshold": None}
+    options = " ".join(f"-c {name}={value}" for name, value in parameters.items())
+    return {"application_name": APPLICATION_NAME, "options": options}
+{% endif %}
 
 
 def time_left(timeout: float) -> float:
@@ -163,21 +218,54 @@ def _check_when_lent(engine: Engine, ping_after: float) -> None:
 
 
 def _looks_closed(dbapi_connection: Any) -> bool:
-{% if is_async %}
-    """asyncpg noticed the server's goodbye while the connection sat in the pool."""
-    return bool(dbapi_connection.driver_connection.is_closed())
-{% else %}
     """The server wrote to a connection nobody uses: its goodbye, or the socket's end."""
+{% if is_async %}
+    connection = dbapi_connection.driver_connection
+    if connection.is_closed():
+        return True
+    # asyncpg offers no public way to its socket.
+    fileno = connection._transport.get_extra_info("socket").fileno()
+{% else %}
     if dbapi_connection.closed or dbapi_connection.broken:
         return True
-    readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
-    return bool(readable)
+    fileno = dbapi_connection.fileno()
 {% endif %}
+    readable, _, _ = select.select([fileno], [], [], 0)
+    return bool(readable)
+
+
+def failure_of(error: Exception) -> Failure:
+    """What a failed database operation means (see above)."""
+    if isinstance(error, PoolTimeoutError):
+        return Failure.UNAVAILABLE
+    if not isinstance(error, DBAPIError):
+        return Failure.INTERNAL
+    sqlstate = error_code(error) or ""
+    if sqlstate == _UNIQUE_VIOLATION:
+        return Failure.DUPLICATE
+    if sqlstate in _CONTENDED:
+        return Failure.CONTENDED
+    if sqlstate == _QUERY_CANCELED:
+        return Failure.TIMED_OUT
+    if (
+        error.connection_invalidated
+        or sqlstate[:2] in _UNAVAILABLE_CLASSES
+        or sqlstate == _READ_ONLY_TRANSACTION
+    ):
+        return Failure.UNAVAILABLE
+    if not sqlstate and isinstance(error, OperationalError | InterfaceError):
+        return Failure.UNAVAILABLE  # the driver's own: a connection not made, or lost
+    return Failure.INTERNAL
+
+
+def error_code(error: Exception) -> str | None:
+    """The SQLSTATE of a failed database operation, if the server gave one."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None)
 
 
 def is_unique_violation(error: IntegrityError) -> bool:
     """Whether ``error`` is a unique (or primary key) constraint violation."""
-    return getattr(error.orig, "sqlstate", None) == _UNIQUE_VIOLATION
+    return error_code(error) == _UNIQUE_VIOLATION
 
 
 @contextmanager

@@ -25,6 +25,13 @@ so that dropping the old table cascades to nothing, and
 ``PRAGMA foreign_key_check`` before the commit, so that a migration that
 would leave a row pointing nowhere fails and changes nothing. A rebuilt
 table keeps ``AUTOINCREMENT`` and the highest id it ever handed out.
+
+SQL parameters are never logged, nor put in an error's message
+(``hide_parameters``): they are what clients sent, often personal data.
+``failure_of()`` tells what a failure means by SQLite's extended error code:
+the write lock not granted within the busy timeout is a lost race, a full
+disk or an unreadable file an unavailable database. SQLite has no statement
+or idle-transaction timeout.
 """
 
 import time
@@ -35,18 +42,24 @@ from typing import Any
 
 {% if is_async %}
 from sqlalchemy import Connection, Engine, Table, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 {% else %}
 from sqlalchemy import Connection, Engine, Table, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry
 {% endif %}
 
 from ..settings import Settings
+from .errors import Failure
 
+# SQLite's (extended) result codes, as Python names them, by what they mean.
 _UNIQUE_ERRORS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
+_CONTENDED = ("SQLITE_BUSY", "SQLITE_LOCKED")
+_UNAVAILABLE = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_NOMEM")
 # What Alembic names the new table of a rebuild: _alembic_tmp_<table>, cut at 50 characters.
 _REBUILT = "_alembic_tmp_"
 _BUSY_TIMEOUT = "busy_timeout_ms"
@@ -68,6 +81,7 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
+        hide_parameters=True,
     )
     _configure_connections(engine{{ ".sync_engine" if is_async else "" }}, settings)
     return engine
@@ -80,7 +94,30 @@ def read_only_options(_settings: Settings) -> dict[str, Any]:
 
 def is_unique_violation(error: IntegrityError) -> bool:
     """Whether ``error`` is a unique (or primary key) constraint violation."""
-    return getattr(error.orig, "sqlite_errorname", None) in _UNIQUE_ERRORS
+    return error_code(error) in _UNIQUE_ERRORS
+
+
+def failure_of(error: Exception) -> Failure:
+    """What a failed database operation means (see above)."""
+    if isinstance(error, PoolTimeoutError):
+        return Failure.UNAVAILABLE
+    if not isinstance(error, DBAPIError):
+        return Failure.INTERNAL
+    code = error_code(error) or ""
+    if code in _UNIQUE_ERRORS:
+        return Failure.DUPLICATE
+    if code.startswith(_CONTENDED):
+        return Failure.CONTENDED
+    if code.startswith(_UNAVAILABLE) or error.connection_invalidated:
+        return Failure.UNAVAILABLE
+    if not code and isinstance(error, OperationalError | InterfaceError):
+        return Failure.UNAVAILABLE  # the driver's own: a database not opened, or lost
+    return Failure.INTERNAL
+
+
+def error_code(error: Exception) -> str | None:
+    """SQLite's extended result code of a failed operation, such as ``SQLITE_BUSY``."""
+    return getattr(getattr(error, "orig", None), "sqlite_errorname", None)
 
 
 def time_left(timeout: float) -> float:
