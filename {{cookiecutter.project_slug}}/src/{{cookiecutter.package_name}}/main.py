@@ -4,6 +4,7 @@ uvicorn calls it in each worker (``uvicorn --factory {{ cookiecutter.package_nam
 ``python -m {{ cookiecutter.package_name }}`` does): nothing is built, and no setting read, on import.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,8 @@ from starlette.middleware import Middleware
 from . import health, observability
 from .db.unit import Database
 from .errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_error_handlers
+from .idempotency import middleware as idempotency
+from .idempotency.tasks import purge_expired_keys
 from .items.routes import router as items_router
 from .observability import REQUEST_ID_HEADER, AccessMiddleware, worker_stopped
 {% if cookiecutter.session_strategy == "middleware" %}
@@ -32,7 +35,9 @@ def middleware(settings: Settings) -> list[Middleware]:
     - the access log sees the final status: the 500 of an unexpected error{% if cookiecutter.session_strategy == "middleware" %} and
       the answer to a commit that failed{% endif %};
     - the 500 of an unexpected error is the answer of last resort for all within;
-    - an oversized body is refused before anything reads it{% if cookiecutter.session_strategy == "middleware" %};
+    - an oversized body is refused before anything reads it;
+    - a write with an ``Idempotency-Key`` begins its unit of work before the
+      application runs, and commits it once its whole answer is stored{% if cookiecutter.session_strategy == "middleware" %};
     - the request's session ends when its response starts, inside everything
       that reports on that response{% endif %}.
     """
@@ -41,6 +46,7 @@ def middleware(settings: Settings) -> list[Middleware]:
         Middleware(AccessMiddleware),
         Middleware(UnexpectedErrorMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body),
+        Middleware(idempotency.IdempotencyMiddleware, ttl=settings.idempotency_key_ttl),
 {% if cookiecutter.session_strategy == "middleware" %}
         Middleware(SessionMiddleware),
 {% endif %}
@@ -58,9 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database(settings)
         app.state.database = database
         log_connection_budget(settings)
+        purging = asyncio.create_task(purge_expired_keys(database, settings.idempotency_key_ttl))
         try:
             yield
         finally:
+            purging.cancel()
             await database.dispose()
             worker_stopped()
 
@@ -71,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         middleware=middleware(settings),
     )
     install_error_handlers(app)
+    idempotency.document(app)
     app.include_router(observability.router)
     app.include_router(health.router)
     app.include_router(items_router)

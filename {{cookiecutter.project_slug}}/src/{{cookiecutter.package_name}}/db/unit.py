@@ -41,6 +41,12 @@ used from two threads at once.
 
 ``session.py`` decides *when* a request's unit of work ends; this module
 decides *how*. Work outside a request uses ``Database.open_session()``.
+
+**A unit begun early**: a write with an ``Idempotency-Key`` begins its unit
+of work before the application runs, to claim the key, and shares it
+(``share()``): the request's session joins it (``begin(join=True)``) instead
+of beginning one of its own. Ending a joined session leaves the commit to the
+unit's owner, and a rollback makes the owner's commit a rollback too.
 """
 
 import asyncio
@@ -48,6 +54,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any{{ ", TypeVar" if cookiecutter.python_version == "3.11" }}
 
 from anyio import CancelScope{{ ", CapacityLimiter, to_thread" if not is_async }}
@@ -67,6 +74,9 @@ from .engine import DEADLINE, build_engine, read_only_options
 from .metrics import POOL_WAITING, observe_pool
 
 logger = logging.getLogger(__name__)
+
+# The unit of work that sessions begun with join=True join (Database.share()).
+_SHARED: ContextVar[{{ Session }} | None] = ContextVar("_SHARED", default=None)
 {% if cookiecutter.python_version == "3.11" %}
 
 T = TypeVar("T")
@@ -117,10 +127,10 @@ class Database:
 
     @asynccontextmanager
     async def open_session(
-        self, *, writes: bool = True, name: str = "open_session()"
+        self, *, writes: bool = True, name: str = "open_session()", join: bool = False
     ) -> AsyncIterator[{{ Session }}]:
         """A unit of work of its own, for work outside a request: committed when the
-        block succeeds, rolled back when it raises.
+        block succeeds, rolled back when it raises (``join``: see ``begin()``).
 
 {% if is_async %}
         ``async with database.open_session() as session: ...``
@@ -128,7 +138,7 @@ class Database:
         ``async with database.open_session() as session: await database.run(session, ...)``
 {% endif %}
         """
-        session = await self.begin(writes=writes, name=name)
+        session = await self.begin(writes=writes, name=name, join=join)
         try:
             yield session
         except BaseException:
@@ -136,8 +146,15 @@ class Database:
             raise
         await self.end(session, commit=True)
 
-    async def begin(self, *, writes: bool = True, name: str = "A unit of work") -> {{ Session }}:
-        """A new session that holds a connection, once one is free (see above)."""
+    async def begin(
+        self, *, writes: bool = True, name: str = "A unit of work", join: bool = False
+    ) -> {{ Session }}:
+        """A new session that holds a connection, once one is free (see above); with
+        ``join``, the unit of work shared in this context, if there is one."""
+        shared = _SHARED.get() if join else None
+        if shared is not None:
+            shared.info["joined"] += 1
+            return shared
         deadline = time.monotonic() + self._timeout
         POOL_WAITING.inc()
         try:
@@ -158,9 +175,24 @@ class Database:
         observe_pool(self.engine.pool)
         return session
 
+    def share(self, session: {{ Session }}) -> None:
+        """Let the sessions begun with ``join=True`` in this context (the request's) join
+        ``session`` until it ends (see above)."""
+        session.info["joined"] = 0
+        _SHARED.set(session)
+
     async def end(self, session: {{ Session }}, *, commit: bool) -> None:
         """Commit (or roll back), then close. A failed commit is rolled back and raised,
-        and so is the cancellation of a unit of work that was cancelled before its commit."""
+        and so is the cancellation of a unit of work that was cancelled before its commit.
+        A session that joined another's unit only leaves it (see above)."""
+        joined = session.info.get("joined", 0)
+        if joined:
+            session.info["joined"] = joined - 1
+            session.info["rolled_back"] = session.info.get("rolled_back", False) or not commit
+            return
+        if _SHARED.get() is session:
+            _SHARED.set(None)
+        commit = commit and not session.info.get("rolled_back", False)
         if commit:
             try:
                 await checkpoint_if_cancelled()

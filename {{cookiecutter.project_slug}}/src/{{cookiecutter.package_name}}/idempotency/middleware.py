@@ -1,0 +1,258 @@
+"""The ``Idempotency-Key`` header of a write (the IETF httpapi draft's semantics).
+
+A ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` that carries one:
+
+- runs once. Its unit of work begins here and claims the key
+  (``repository.claim()``); the request's session joins it
+  (``Database.share()``), and its answer (status, headers, body) is stored in
+  the same transaction, which commits when the answer is complete. Only then
+  does the client get it, so the write and its answer are stored together,
+  or neither is.
+- sent again with the same key and the same request (method, path, query,
+  content type, body), gets the stored answer again, with
+  ``Idempotent-Replayed: true``, and nothing runs. A retry that arrives while
+  the first one is still running waits for it.
+- sent with a key an earlier, different request used: 422.
+- answered with an error (4xx or 5xx): nothing is stored, as nothing was
+  written, and a retry runs again.
+
+A key is 1 to 255 visible ASCII characters, quotes and backslashes excepted
+(a UUID is the usual choice), sent plain or as a structured-field string (in
+double quotes), and kept for ``IDEMPOTENCY_KEY_TTL`` seconds. Keys are the
+service's, not a client's: once clients authenticate, make the caller part of
+the key.
+"""
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..db.unit import Database
+from ..errors import database_error_response
+from ..http import ASGIMiddleware
+from .models import KEY_MAX_LENGTH
+from .repository import StoredAnswer, claim, store_answer
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+_HEADER = HEADER.lower().encode()
+# Visible ASCII but the double quote and the backslash, which structured-field strings escape.
+_KEY_PATTERN = r"^[!#-\[\]-~]+$"
+_KEY = re.compile(_KEY_PATTERN)
+_MALFORMED = (
+    f"The {HEADER} header must be sent once, as 1 to {KEY_MAX_LENGTH} visible ASCII"
+    " characters, quotes and backslashes excepted."
+)
+
+PARAMETER = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry of this request safe: the first answer is stored with the write"
+        " and answered again to a retry with the same key and request; the same key"
+        " with a different request is refused with 422."
+    ),
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": KEY_MAX_LENGTH,
+        "pattern": _KEY_PATTERN,
+    },
+}
+
+
+class _AnswerReplacedError(Exception):
+    """Stops the application's response after an error response went out instead."""
+
+
+class IdempotencyMiddleware(ASGIMiddleware):
+    """Runs a write that carries an ``Idempotency-Key`` once (see above)."""
+
+    def __init__(self, app: ASGIApp, ttl: float) -> None:
+        super().__init__(app)
+        self.ttl = ttl
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        keys = [value for name, value in scope["headers"] if name == _HEADER]
+        if scope["method"] not in WRITE_METHODS or not keys:
+            await self.app(scope, receive, send)
+            return
+        key = _key_of(keys)
+        if key is None:
+            await _error(status.HTTP_400_BAD_REQUEST, _MALFORMED)(scope, receive, send)
+            return
+        try:
+            body = await _read_body(receive)
+        except HTTPException as error:  # BodyLimitMiddleware's 413
+            await _error(error.status_code, str(error.detail))(scope, receive, send)
+            return
+        if body is not None:  # None: the client went away
+            request = _KeyedRequest(self.app, scope["app"].state.database, key, self.ttl)
+            await request.run(scope, _replaying(body, receive), send, _fingerprint(scope, body))
+
+
+class _KeyedRequest:
+    """One write with a key: its unit of work, begun and ended here."""
+
+    def __init__(self, app: ASGIApp, database: Database, key: str, ttl: float) -> None:
+        self.app = app
+        self.database = database
+        self.key = key
+        self.ttl = ttl
+        self.session: Any = None
+
+    async def run(self, scope: Scope, receive: Receive, send: Send, fingerprint: str) -> None:
+        name = f"{scope['method']} {scope['path']} ({HEADER})"
+        try:
+            self.session = await self.database.begin(writes=True, name=name)
+            earlier = await self.database.run(self.session, claim, self.key, fingerprint, self.ttl)
+        except SQLAlchemyError as error:
+            await self.end(commit=False)
+            await database_error_response(error)(scope, receive, send)
+            return
+        try:
+            if earlier is not None:
+                await self.end(commit=False)
+                await _replay(earlier, fingerprint)(scope, receive, send)
+                return
+            self.database.share(self.session)
+            await self.app(scope, receive, self.storing(scope, receive, send))
+        except _AnswerReplacedError:
+            pass
+        finally:
+            await self.end(commit=False)
+
+    def storing(self, scope: Scope, receive: Receive, send: Send) -> Send:
+        """A ``send`` that keeps the response until it is complete, stores it and
+        commits (an error response: rolls back), then sends it."""
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def store_then_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            succeeded = start["status"] < status.HTTP_400_BAD_REQUEST
+            try:
+                if succeeded:
+                    headers = [
+                        [n.decode("latin-1"), v.decode("latin-1")] for n, v in start["headers"]
+                    ]
+                    await self.database.run(
+                        self.session, store_answer, self.key, start["status"], headers, body
+                    )
+                await self.end(commit=succeeded)
+            except SQLAlchemyError as error:
+                await self.end(commit=False)
+                await database_error_response(error)(scope, receive, send)
+                raise _AnswerReplacedError from error
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+        return store_then_send
+
+    async def end(self, *, commit: bool) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await self.database.end(session, commit=commit)
+
+
+def document(app: FastAPI) -> None:
+    """Declare the header, and its 400, on every write of ``app``'s OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for method, operation in operations.items():
+                if method.upper() in WRITE_METHODS:
+                    operation.setdefault("parameters", []).append(PARAMETER)
+                    answer = operation["responses"].setdefault(
+                        "400", {"description": "Bad request"}
+                    )
+                    answer["description"] += f"; or a malformed {HEADER}"
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _key_of(values: list[bytes]) -> str | None:
+    if len(values) != 1:
+        return None
+    key = values[0].decode("latin-1")
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]  # a structured-field string
+    return key if len(key) <= KEY_MAX_LENGTH and _KEY.fullmatch(key) else None
+
+
+def _fingerprint(scope: Scope, body: bytes) -> str:
+    content_type = dict(scope["headers"]).get(b"content-type", b"")
+    parts = [scope["method"].encode(), scope["path"].encode(), scope["query_string"], content_type]
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big") + part)
+    digest.update(body)
+    return digest.hexdigest()
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the body read already, then waits for the disconnect."""
+    given = False
+
+    async def receive_again() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_again
+
+
+def _error(status_code: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code)
+
+
+def _replay(
+    earlier: StoredAnswer, fingerprint: str
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    if earlier.fingerprint != fingerprint or earlier.status is None:
+        return _error(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"This {HEADER} was sent before with a different request.",
+        )
+    headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in earlier.headers or []]
+    headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
+
+    async def replay(_scope: Scope, _receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": earlier.status, "headers": headers})
+        await send({"type": "http.response.body", "body": earlier.body or b""})
+
+    return replay

@@ -1,0 +1,196 @@
+{% set Conn = "AsyncConnection" if cookiecutter.driver == "async" else "Connection" %}
+"""A write sent with an ``Idempotency-Key`` runs once, however often it is sent.
+
+The answer is stored with the write, in its transaction (``idempotency/``):
+a retry with the same key and request gets it again, and changes nothing.
+"""
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx2 import AsyncClient, Response
+{% if cookiecutter.driver == "async" %}
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+{% else %}
+from sqlalchemy import Connection, func, select
+{% endif %}
+
+from {{ cookiecutter.package_name }}.idempotency.middleware import HEADER, REPLAYED_HEADER
+from {{ cookiecutter.package_name }}.idempotency.models import KEY_MAX_LENGTH, IdempotencyKey
+from {{ cookiecutter.package_name }}.idempotency.repository import purge_expired
+from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .support import client_of, empty_tables, running_app
+
+# What a retry must answer exactly as the first time.
+REPEATED_HEADERS = ("content-type", "content-length", "etag", "location")
+
+
+async def count(connection: {{ Conn }}, model: type[Any]) -> int:
+    return int({{ cookiecutter.__await }}connection.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def answer_of(response: Response) -> tuple[int, bytes, tuple[str | None, ...]]:
+    headers = tuple(response.headers.get(name) for name in REPEATED_HEADERS)
+    return response.status_code, response.content, headers
+
+
+async def test_a_retried_create_is_answered_again_and_stored_once(
+    client: AsyncClient, connection: {{ Conn }}
+) -> None:
+    body = {"name": "Widget", "description": "Small"}
+    first = await client.post("/items", json=body, headers={HEADER: "create-1"})
+    again = await client.post("/items", json=body, headers={HEADER: "create-1"})
+
+    assert first.status_code == 201
+    assert answer_of(again) == answer_of(first)
+    assert again.headers[REPLAYED_HEADER] == "true"
+    assert REPLAYED_HEADER not in first.headers
+    assert await count(connection, Item) == 1
+
+
+async def test_a_retried_delete_is_answered_again(
+    client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = (await client.post("/items", json={"name": "Widget"})).json()
+    path = f"/items/{created['id']}"
+    with caplog.at_level(logging.INFO):
+        first = await client.delete(path, headers={HEADER: "delete-1"})
+        again = await client.delete(path, headers={HEADER: "delete-1"})
+        unkeyed = await client.delete(path)
+
+    assert [first.status_code, again.status_code, unkeyed.status_code] == [204, 204, 404]
+    assert again.headers[REPLAYED_HEADER] == "true"
+    # The replay ran nothing: no second background task.
+    assert [r.getMessage() for r in caplog.records].count(f"Item {created['id']} deleted") == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/items", {"name": "Other"}),
+        ("POST", "/items?x=1", {"name": "Widget"}),
+        ("POST", "/items/bulk", [{"name": "Widget"}]),
+        ("PATCH", "/items/1", {"name": "Widget"}),
+    ],
+)
+async def test_the_same_key_with_another_request_is_refused(
+    client: AsyncClient, connection: {{ Conn }}, method: str, path: str, body: Any
+) -> None:
+    first = await client.post("/items", json={"name": "Widget"}, headers={HEADER: "k"})
+    assert first.status_code == 201
+
+    response = await client.request(method, path, json=body, headers={HEADER: "k"})
+
+    assert response.status_code == 422
+    assert response.json() == {"detail": f"This {HEADER} was sent before with a different request."}
+    assert await count(connection, Item) == 1
+
+
+@pytest.mark.parametrize(
+    "key", ["", " ", "ü", "a b", "x" * (KEY_MAX_LENGTH + 1), '"unterminated', "tab\there"]
+)
+async def test_a_malformed_key_is_refused(
+    client: AsyncClient, connection: {{ Conn }}, key: str
+) -> None:
+    response = await client.post(
+        "/items", json={"name": "Widget"}, headers=[(HEADER.encode(), key.encode())]
+    )
+
+    assert response.status_code == 400
+    assert HEADER in response.json()["detail"]
+    assert await count(connection, Item) == 0
+
+
+async def test_two_keys_are_refused(client: AsyncClient, connection: {{ Conn }}) -> None:
+    response = await client.post(
+        "/items", json={"name": "Widget"}, headers=[(HEADER, "a"), (HEADER, "b")]
+    )
+
+    assert response.status_code == 400
+    assert await count(connection, Item) == 0
+
+
+async def test_a_key_is_the_same_plain_or_as_a_structured_string(client: AsyncClient) -> None:
+    key = "k" * KEY_MAX_LENGTH
+    first = await client.post("/items", json={"name": "Widget"}, headers={HEADER: key})
+    again = await client.post("/items", json={"name": "Widget"}, headers={HEADER: f'"{key}"'})
+
+    assert first.status_code == 201
+    assert answer_of(again) == answer_of(first)
+
+
+async def test_an_error_is_not_stored_and_a_retry_runs_again(
+    client: AsyncClient, connection: {{ Conn }}
+) -> None:
+    taken = (await client.post("/items", json={"name": "Widget"})).json()
+    refused = await client.post("/items", json={"name": "Widget"}, headers={HEADER: "k"})
+    assert refused.status_code == 409
+    assert await count(connection, IdempotencyKey) == 0
+
+    assert (await client.delete(f"/items/{taken['id']}")).status_code == 204
+    retried = await client.post("/items", json={"name": "Widget"}, headers={HEADER: "k"})
+
+    assert retried.status_code == 201
+    assert REPLAYED_HEADER not in retried.headers
+    assert await count(connection, IdempotencyKey) == 1
+
+
+async def test_concurrent_retries_wait_for_the_first_and_store_once(
+    committed_client: AsyncClient, committed_app: FastAPI
+) -> None:
+    body = {"name": "Widget"}
+    responses = await asyncio.gather(
+        *[committed_client.post("/items", json=body, headers={HEADER: "same"}) for _ in range(8)]
+    )
+
+    assert {answer_of(response) for response in responses} == {answer_of(responses[0])}
+    assert responses[0].status_code == 201
+    assert [r.headers.get(REPLAYED_HEADER) for r in responses].count("true") == 7
+    listed = await committed_client.get("/items")
+    assert listed.json()["total"] == 1
+    assert committed_app.state.database.engine.pool.checkedout() == 0
+
+
+async def test_an_expired_key_is_claimed_anew(settings: Settings) -> None:
+    async with running_app(settings, idempotency_key_ttl=0.2) as app, client_of(app) as client:
+        try:
+            first = await client.post("/items", json={"name": "First"}, headers={HEADER: "k"})
+            refused = await client.post("/items", json={"name": "Second"}, headers={HEADER: "k"})
+            await asyncio.sleep(0.3)
+            later = await client.post("/items", json={"name": "Second"}, headers={HEADER: "k"})
+        finally:
+            await empty_tables(app.state.database.engine)
+
+    assert [first.status_code, refused.status_code, later.status_code] == [201, 422, 201]
+
+
+async def test_expired_keys_are_purged(
+    committed_client: AsyncClient, committed_app: FastAPI, settings: Settings
+) -> None:
+    for key in ("a", "b"):
+        created = await committed_client.post("/items", json={"name": key}, headers={HEADER: key})
+        assert created.status_code == 201
+    database = committed_app.state.database
+    expired_by = datetime.now(UTC) + timedelta(seconds=settings.idempotency_key_ttl + 1)
+
+    async with database.open_session() as session:
+        assert await database.run(session, purge_expired) == 0
+        assert await database.run(session, purge_expired, expired_by) == 2
+        assert await database.run(session, purge_expired, expired_by) == 0
+
+
+def test_the_openapi_document_offers_the_key_on_every_write(app: FastAPI) -> None:
+    for path, operations in app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            names = [parameter["name"] for parameter in operation.get("parameters", [])]
+            writes = method.upper() in {"POST", "PUT", "PATCH", "DELETE"}
+            assert (HEADER in names) == writes, (method, path)
+            if writes:
+                assert HEADER in operation["responses"]["400"]["description"]
