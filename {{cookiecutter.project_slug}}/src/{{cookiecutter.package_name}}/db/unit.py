@@ -42,6 +42,16 @@ used from two threads at once.
 ``session.py`` decides *when* a request's unit of work ends; this module
 decides *how*. Work outside a request uses ``Database.open_session()``.
 
+**A first statement that found its connection dead runs again**, once, on
+a new connection: the server lost the transaction with the connection, and
+nothing was read from it yet, so nothing can be doubled or half-seen. (The
+pool replaces a connection it sees closed before lending it, ``engine.py``;
+this covers a connection that died in the instant after.) Any later
+statement, and a commit, is not retried: earlier statements of the lost
+transaction would be missing, and a commit whose answer was lost may have
+been stored. Those fail, with a 503 (``errors.py``); a client retries a write
+safely with an ``Idempotency-Key``.
+
 **A unit begun early**: a write with an ``Idempotency-Key`` begins its unit
 of work before the application runs, to claim the key, and shares it
 (``share()``): the request's session joins it (``begin(join=True)``) instead
@@ -59,8 +69,8 @@ from typing import Any{{ ", TypeVar" if cookiecutter.python_version == "3.11" }}
 
 from anyio import CancelScope{{ ", CapacityLimiter, to_thread" if not is_async }}
 from anyio.lowlevel import checkpoint_if_cancelled
-from sqlalchemy import {{ "" if is_async else "Connection, " }}event, select
-from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy import Connection, event, select
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 {% if is_async %}
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
@@ -74,6 +84,9 @@ from .engine import DEADLINE, build_engine, read_only_options
 from .metrics import POOL_WAITING, observe_pool
 
 logger = logging.getLogger(__name__)
+
+# How many statements a unit of work's connection has sent (see "A first statement...").
+_SENT = "statements_sent"
 
 # The unit of work that sessions begun with join=True join (Database.share()).
 _SHARED: ContextVar[{{ Session }} | None] = ContextVar("_SHARED", default=None)
@@ -116,6 +129,7 @@ class Database:
         self._timeout = settings.db_pool_timeout
         # The execution options of a unit of work that writes, or not (engine.py).
         self._options = {True: {"writes": True}, False: read_only_options(settings)}
+        event.listen(self.engine{{ ".sync_engine" if is_async }}, "before_cursor_execute", _count_statement)
         observe_pool(self.engine.pool)
 
     def join(self, connection: {{ "AsyncConnection" if is_async else "Connection" }}) -> None:
@@ -239,9 +253,14 @@ def _connect(session: Session, options: dict[str, Any], deadline: float) -> None
     """Take the session's connection and begin, by ``deadline`` (``engine.py`` reads it)."""
     token = DEADLINE.set(deadline)
     try:
-        session.connection(execution_options=options)
+        session.info["options"] = options
+        session.connection(execution_options=options).info[_SENT] = 0
     finally:
         DEADLINE.reset(token)
+
+
+def _count_statement(connection: Connection, *_args: Any) -> None:
+    connection.info[_SENT] = connection.info.get(_SENT, 0) + 1
 
 
 def _finish(session: Session, commit: bool) -> None:
@@ -290,6 +309,25 @@ def _refuse_write_statements(execution: ORMExecuteState) -> None:
             mapper = execution.bind_mapper
             table = f" on {mapper.local_table.description}" if mapper is not None else ""
             _refuse(execution.session, f"run {kind.upper()}{table}")
+
+
+@event.listens_for(UnitSession, "do_orm_execute")
+def _run_a_first_statement_again_on_a_dead_connection(execution: ORMExecuteState) -> Any:
+    """See "A first statement..." above; runs after the read-only check."""
+    session = execution.session
+    if session.connection().info.get(_SENT) != 0:
+        return None
+    try:
+        return execution.invoke_statement()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    logger.warning(
+        "%s found its connection dead; running it again on a new one", session.info.get("name")
+    )
+    session.rollback()
+    session.connection(execution_options=session.info["options"]).info[_SENT] = 0
+    return execution.invoke_statement()
 
 
 @event.listens_for(UnitSession, "before_flush")

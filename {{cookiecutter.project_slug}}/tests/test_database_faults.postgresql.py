@@ -136,10 +136,11 @@ def assert_try_again(status: int, headers: Any, seconds: str = "5") -> None:
     assert headers["retry-after"] == seconds
 
 
-async def test_a_connection_cut_mid_statement_is_a_503_and_its_retry_is_stored_once(
+async def test_a_connection_cut_after_a_first_statement_is_a_503_and_its_retry_is_stored_once(
     proxied: AsyncClient, proxy: CuttingProxy, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     body = {"name": "Widget", "description": PRIVATE}
+    # Not the unit's first statement: the key was claimed before it.
     proxy.cut_after(b"INSERT INTO items")
     with caplog.at_level(logging.WARNING):
         cut = await proxied.post("/items", json=body, headers={HEADER: "k"})
@@ -157,6 +158,22 @@ async def test_a_connection_cut_mid_statement_is_a_503_and_its_retry_is_stored_o
         assert "idle in transaction" not in await connection_states(engine)
     finally:
         {{ cookiecutter.__await }}engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "marker", "status"),
+    [("GET", "/items", b"SELECT", 200), ("POST", "/items", b"INSERT INTO items", 201)],
+)
+async def test_a_first_statement_cut_runs_again_on_a_new_connection(
+    proxied: AsyncClient, proxy: CuttingProxy, method: str, path: str, marker: bytes, status: int
+) -> None:
+    await proxied.get("/health/ready")  # a connection in the pool
+    proxy.cut_after(marker)
+    response = await proxied.request(method, path, json={"name": "Widget"})
+
+    assert proxy.cuts == 1
+    assert response.status_code == status
+    assert await total(proxied) == (status == 201)
 
 
 async def test_a_commit_whose_answer_was_lost_is_answered_to_its_retry(
