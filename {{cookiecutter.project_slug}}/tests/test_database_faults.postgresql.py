@@ -32,11 +32,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 {% endif %}
 from sqlalchemy.orm import Session
 
-from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME, build_engine, failure_of
+from {{ cookiecutter.package_name }}.db.engine import (
+    APPLICATION_NAME,
+    build_engine,
+    failure_of,
+)
 from {{ cookiecutter.package_name }}.db.errors import Failure
 from {{ cookiecutter.package_name }}.db.unit import Database
 from {{ cookiecutter.package_name }}.errors import database_error_response
-from {{ cookiecutter.package_name }}.idempotency.middleware import HEADER, REPLAYED_HEADER
+from {{ cookiecutter.package_name }}.idempotency.middleware import (
+    HEADER,
+    REPLAYED_HEADER,
+)
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .support import (
@@ -305,14 +312,40 @@ async def test_a_statement_past_the_statement_timeout_is_a_503(settings: Setting
             async with database.open_session() as holder:
                 await database.run(holder, lock_item, created["id"])
                 started = time.monotonic()
-                response = await client.delete(f"/items/{created['id']}")
+                deleting = asyncio.ensure_future(client.delete(f"/items/{created['id']}"))
+                await asyncio.wait([deleting], timeout=3)
                 waited = time.monotonic() - started
+            response = await deleting  # one still waiting gets the row now
         finally:
             await empty_tables(app.state.database.engine)
 
     assert_try_again(response.status_code, response.headers)
     assert response.json() == {"detail": "The database took too long to answer; try again later."}
     assert 0.3 <= waited < 2
+
+
+async def test_a_transaction_left_idle_past_the_idle_timeout_is_ended_by_the_server(
+    settings: Settings,
+) -> None:
+    update = {"db_idle_in_transaction_timeout": 0.2}
+    async with running_app(settings, **update) as app, client_of(app) as client:
+        error = await idle_in_a_transaction(app.state.database, seconds=0.6)
+        after = await client.get("/items")
+
+    assert failure_of(error) is Failure.UNAVAILABLE
+    assert after.status_code == 200  # on a new connection
+
+
+async def idle_in_a_transaction(database: Database, seconds: float) -> DBAPIError:
+    """What a unit of work that sat idle in its transaction for ``seconds`` gets."""
+    try:
+        async with database.open_session() as session:
+            await database.run(session, execute, "SELECT 1")
+            await asyncio.sleep(seconds)
+            await database.run(session, execute, "SELECT 1")
+    except DBAPIError as error:
+        return error
+    raise AssertionError("the server kept the idle transaction")
 
 
 def lock_item(session: Session, item_id: int) -> None:

@@ -20,8 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy import Connection, func, select
 {% endif %}
 
-from {{ cookiecutter.package_name }}.idempotency.middleware import HEADER, REPLAYED_HEADER
-from {{ cookiecutter.package_name }}.idempotency.models import KEY_MAX_LENGTH, IdempotencyKey
+from {{ cookiecutter.package_name }}.idempotency.middleware import (
+    HEADER,
+    REPLAYED_HEADER,
+)
+from {{ cookiecutter.package_name }}.idempotency.models import (
+    KEY_MAX_LENGTH,
+    IdempotencyKey,
+)
 from {{ cookiecutter.package_name }}.idempotency.repository import purge_expired
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.settings import Settings

@@ -33,7 +33,9 @@ BODY: Responses = {
 CONFLICT: Responses = {409: {"description": "The request conflicts with stored data"}}
 NOT_FOUND: Responses = {404: {"description": "Nothing has this id"}}
 CHANGED: Responses = {412: {"description": "It changed since the ETag in If-Match"}}
-UNAVAILABLE: Responses = {503: {"description": "The database is unavailable; try again later"}}
+UNAVAILABLE: Responses = {
+    503: {"description": "The database cannot serve the request now; retry after Retry-After"}
+}
 
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 # What OFFSET takes: a 64-bit integer.
