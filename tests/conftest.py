@@ -144,3 +144,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for variant in sorted(_measured):
         cells = "".join(f"{_measured[variant].get(c, '-')!s:>13}" for c in columns)
         terminalreporter.write_line(f"{variant:<32}{cells}")
+    for variant in sorted(_measured):
+        for measure, value in _measured[variant].items():
+            if measure not in columns:
+                terminalreporter.write_line(f"{variant}: {measure}: {value}")
