@@ -14,11 +14,12 @@ import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
 {% if cookiecutter.driver == "async" %}
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 {% else %}
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 {% endif %}
+from sqlalchemy.orm import Session
 
 from {{ cookiecutter.package_name }}.idempotency.middleware import (
     HEADER,
@@ -31,8 +32,6 @@ from {{ cookiecutter.package_name }}.idempotency.models import (
 from {{ cookiecutter.package_name }}.idempotency.repository import purge_expired
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.settings import Settings
-
-from .support import client_of, empty_tables, running_app
 
 # What a retry must answer exactly as the first time.
 REPEATED_HEADERS = ("content-type", "content-length", "etag", "location")
@@ -164,17 +163,23 @@ async def test_concurrent_retries_wait_for_the_first_and_store_once(
     assert committed_app.state.database.engine.pool.checkedout() == 0
 
 
-async def test_an_expired_key_is_claimed_anew(settings: Settings) -> None:
-    async with running_app(settings, idempotency_key_ttl=0.2) as app, client_of(app) as client:
-        try:
-            first = await client.post("/items", json={"name": "First"}, headers={HEADER: "k"})
-            refused = await client.post("/items", json={"name": "Second"}, headers={HEADER: "k"})
-            await asyncio.sleep(0.3)
-            later = await client.post("/items", json={"name": "Second"}, headers={HEADER: "k"})
-        finally:
-            await empty_tables(app.state.database.engine)
+def expire_every_key(session: Session) -> None:
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    session.execute(update(IdempotencyKey).values(expires_at=yesterday))
+
+
+async def test_an_expired_key_is_claimed_anew(
+    committed_client: AsyncClient, committed_app: FastAPI
+) -> None:
+    first = await committed_client.post("/items", json={"name": "First"}, headers={HEADER: "k"})
+    refused = await committed_client.post("/items", json={"name": "Second"}, headers={HEADER: "k"})
+    database = committed_app.state.database
+    async with database.open_session() as session:
+        await database.run(session, expire_every_key)
+    later = await committed_client.post("/items", json={"name": "Second"}, headers={HEADER: "k"})
 
     assert [first.status_code, refused.status_code, later.status_code] == [201, 422, 201]
+    assert REPLAYED_HEADER not in later.headers
 
 
 async def test_expired_keys_are_purged(
