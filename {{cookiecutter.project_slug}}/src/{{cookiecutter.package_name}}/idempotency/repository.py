@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import JSON, LargeBinary, bindparam, delete, select, update
 from sqlalchemy.dialects.{{ cookiecutter.database }} import insert
 from sqlalchemy.orm import Session
 
+from ..db.types import UTCDateTime
 from .models import IdempotencyKey
 
 # Expired keys deleted per statement by purge_expired().
@@ -32,30 +33,46 @@ class StoredAnswer:
     body: bytes | None
 
 
+# Built once, with bound parameters: a keyed write builds no statement.
+# (Named apart from the columns: SQLAlchemy keeps those names for its own parameters.)
+_CLAIMED: dict[str, Any] = {
+    "fingerprint": bindparam("b_fingerprint"),
+    "expires_at": bindparam("b_expires_at"),
+}
+_CLAIM = (
+    insert(IdempotencyKey)
+    .values(key=bindparam("b_key"), **_CLAIMED)
+    .on_conflict_do_update(
+        index_elements=[IdempotencyKey.key],
+        set_={**_CLAIMED, "status": None, "headers": None, "body": None},
+        where=IdempotencyKey.expires_at <= bindparam("b_now", type_=UTCDateTime()),
+    )
+    .returning(IdempotencyKey.key)
+)
+_EARLIER = select(
+    IdempotencyKey.fingerprint, IdempotencyKey.status, IdempotencyKey.headers, IdempotencyKey.body
+).where(IdempotencyKey.key == bindparam("b_key"))
+_ANSWER = (
+    update(IdempotencyKey)
+    .where(IdempotencyKey.key == bindparam("b_key"))
+    .values(
+        status=bindparam("b_status"),
+        headers=bindparam("b_headers", type_=JSON()),
+        body=bindparam("b_body", type_=LargeBinary()),
+    )
+)
+
+
 def claim(session: Session, key: str, fingerprint: str, ttl: float) -> StoredAnswer | None:
     """Claim ``key`` for the request with ``fingerprint``: ``None`` once it is this unit
-    of work's, or the earlier request's row. An expired key is claimed anew."""
+    of work's, or the earlier request's answer. An expired key is claimed anew: one
+    statement, an insert that takes an expired key's row over."""
     now = datetime.now(UTC)
-    session.execute(
-        delete(IdempotencyKey).where(IdempotencyKey.key == key, IdempotencyKey.expires_at <= now)
-    )
-    claimed = session.execute(
-        insert(IdempotencyKey)
-        .values(key=key, fingerprint=fingerprint, expires_at=now + timedelta(seconds=ttl))
-        .on_conflict_do_nothing()
-        .returning(IdempotencyKey.key)
-    ).first()
-    if claimed is not None:
+    expires_at = now + timedelta(seconds=ttl)
+    claimed = {"b_key": key, "b_fingerprint": fingerprint, "b_expires_at": expires_at, "b_now": now}
+    if session.execute(_CLAIM, claimed).first() is not None:
         return None
-    earlier = session.execute(
-        select(
-            IdempotencyKey.fingerprint,
-            IdempotencyKey.status,
-            IdempotencyKey.headers,
-            IdempotencyKey.body,
-        ).where(IdempotencyKey.key == key)
-    ).one()
-    return StoredAnswer(*earlier)
+    return StoredAnswer(*session.execute(_EARLIER, {"b_key": key}).one())
 
 
 def store_answer(
@@ -63,9 +80,7 @@ def store_answer(
 ) -> None:
     """Store the answer to the request that claimed ``key``, before its unit commits."""
     session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.key == key)
-        .values(status=status, headers=headers, body=body)
+        _ANSWER, {"b_key": key, "b_status": status, "b_headers": headers, "b_body": body}
     )
 
 
