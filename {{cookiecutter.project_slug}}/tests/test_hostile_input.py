@@ -1,24 +1,28 @@
 {% set Conn = "AsyncConnection" if cookiecutter.driver == "async" else "Connection" %}
 """Hostile input gets a clear 4xx in JSON — never a 5xx — and leaves nothing behind."""
 
+import json
 import logging
 from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
-from httpx2 import AsyncClient
+from fastapi.responses import PlainTextResponse
+from httpx2 import ASGITransport, AsyncClient
 {% if cookiecutter.driver == "async" %}
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 {% else %}
 from sqlalchemy import Connection, func, select
 {% endif %}
+from starlette.types import Receive, Scope, Send
 
 from {{ cookiecutter.package_name }}.db.types import MAX_ID
+from {{ cookiecutter.package_name }}.http import SecurityHeadersMiddleware
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .support import client_of, running_app
+from .support import client_of, running_app, settings_for
 
 
 async def stored_items(connection: {{ Conn }}) -> int:
@@ -145,3 +149,148 @@ async def test_the_id_of_a_deleted_item_is_never_reused(client: AsyncClient) -> 
 
     assert another["id"] > newest["id"]
     assert (await client.get(f"/items/{newest['id']}")).status_code == 404
+
+
+def refuse_constants(constant: str) -> None:
+    raise AssertionError(f"the answer holds {constant}, which JSON does not have")
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e99999"])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/items", '{"name": %s}'),
+        ("POST", "/items", '{"name": "Widget", "description": %s}'),
+        ("POST", "/items", '{"name": "Widget", "unknown": %s}'),
+        ("POST", "/items/bulk", '[{"name": %s}]'),
+        ("PATCH", "/items/1", '{"description": %s}'),
+    ],
+)
+async def test_numbers_json_has_not_are_refused_naming_the_field(
+    client: AsyncClient, connection: {{ Conn }}, method: str, path: str, body: str, number: str
+) -> None:
+    """Python's JSON parser accepts NaN and the infinities; JSON has no such numbers, and
+    the answer that repeats them must still be JSON."""
+    response = await client.request(
+        method, path, content=body % number, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    detail = json.loads(response.text, parse_constant=refuse_constants)["detail"]
+    assert detail[0]["loc"][-1] in {"name", "description", "unknown"}
+    assert await stored_items(connection) == 0
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+async def test_an_id_of_more_digits_than_python_converts_names_no_item(
+    client: AsyncClient, method: str
+) -> None:
+    longest = await client.request(method, "/items/" + "9" * 4300, json={})
+    longer = await client.request(method, "/items/" + "9" * 4301, json={})
+
+    assert longest.status_code == 422
+    assert longer.status_code == 404
+
+
+async def test_a_declared_length_of_thousands_of_digits_is_refused(client: AsyncClient) -> None:
+    response = await client.post(
+        "/items",
+        content=b"{}",
+        headers={"Content-Length": "9" * 5000, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent"),
+    [
+        ("Café", "Cafe\u0301"),  # composed and decomposed
+        ("Widget", "Widget "),
+        ("Widget", "\u00a0Widget\u2003"),  # no-break space, em space
+    ],
+)
+async def test_look_alike_names_are_the_same_name(
+    client: AsyncClient, connection: {{ Conn }}, stored: str, sent: str
+) -> None:
+    first = await client.post("/items", json={"name": stored})
+    look_alike = await client.post("/items", json={"name": sent})
+
+    assert first.status_code == 201
+    assert look_alike.status_code == 409
+    assert await stored_items(connection) == 1
+
+
+async def test_a_name_is_stored_in_one_spelling(client: AsyncClient) -> None:
+    created = await client.post("/items", json={"name": "  Cafe\u0301  "})
+
+    assert created.status_code == 201
+    assert created.json()["name"] == "Café"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Wid\u200bget", "Wid\u00adget", "\u202eWidget", "Widget\ufeff", "Wid\x07get", " ", "\u3000"],
+)
+async def test_invisible_and_control_characters_in_a_name_are_refused(
+    client: AsyncClient, connection: {{ Conn }}, name: str
+) -> None:
+    response = await client.post("/items", json={"name": name})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "name"]
+    assert await stored_items(connection) == 0
+
+
+@pytest.mark.parametrize("path", ["/health", "/items/1", "/items?limit=0", "/docs"])
+async def test_every_answer_carries_the_security_headers(client: AsyncClient, path: str) -> None:
+    response = await client.get(path)
+
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_a_route_that_says_how_to_cache_it_is_not_overruled() -> None:
+    async def cacheable(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("ok", headers={"Cache-Control": "max-age=60"})(scope, receive, send)
+
+    app = SecurityHeadersMiddleware(cacheable)
+    async with AsyncClient(transport=ASGITransport(app), base_url="http://test") as client:
+        response = await client.get("/")
+
+    assert response.headers.get_list("cache-control") == ["max-age=60"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.fixture
+async def served_hosts(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """The app with ALLOWED_HOSTS as its variable would say it."""
+    hosts = settings_for(
+        settings.database_url, allowed_hosts="api.example.com, *.internal.example.com"
+    )
+    async with running_app(hosts) as app, client_of(app) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("api.example.com", 200),
+        ("API.example.com:8000", 200),
+        ("a.internal.example.com", 200),
+        ("internal.example.com", 400),
+        ("example.com", 400),
+        ("api.example.com.evil.test", 400),
+        ("api.example.com:x", 400),
+        ("api example.com", 400),
+    ],
+)
+async def test_only_the_served_hosts_are_answered(
+    served_hosts: AsyncClient, host: str, status: int
+) -> None:
+    response = await served_hosts.get("/health", headers={"Host": host})
+
+    assert response.status_code == status
+    if status == 400:
+        assert response.json()["detail"]

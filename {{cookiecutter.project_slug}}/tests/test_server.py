@@ -75,6 +75,42 @@ def test_hostile_requests_keep_the_connection_usable(database_url: str, tmp_path
     assert all(body.startswith(b'{"detail":') for _, body in answers[:2])
 
 
+def head_of(connection: socket.socket, request: bytes) -> bytes:
+    """The status line and headers of the answer to ``request``, its body read too."""
+    connection.sendall(request)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+    while length is not None and len(body) < int(length.group(1)):
+        body += connection.recv(65536)
+    return head.lower()
+
+
+def test_a_request_without_one_valid_host_is_refused(database_url: str, tmp_path: Path) -> None:
+    """RFC 9112: an HTTP/1.1 request without a Host header, with two, or with one that
+    names no host, is answered 400; the connection stays usable. No answer names the
+    server."""
+    server, port = start_server(database_url, tmp_path / "server.log")
+    requests = [
+        b"GET /health HTTP/1.1\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n",
+    ]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            heads = [head_of(connection, request) for request in requests]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    assert [int(head.split()[1]) for head in heads] == [400, 400, 400, 200]
+    assert not any(b"\r\nserver:" in head for head in heads)
+    assert all(b"\r\nx-content-type-options: nosniff" in head for head in heads)
+
+
 def test_sigterm_stops_the_server_cleanly(database_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     server, port = start_server(database_url, log)

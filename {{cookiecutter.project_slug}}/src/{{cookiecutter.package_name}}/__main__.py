@@ -134,6 +134,7 @@ def server_options(args: argparse.Namespace, settings: Settings) -> dict[str, An
         "reload": args.reload,
         "log_config": logging_config(settings),
         "access_log": False,  # observability.py writes one that names the route
+        "server_header": False,  # a client learns nothing of what serves it
     }
 
 

@@ -22,8 +22,10 @@ Every failure below ends as a JSON ``{"detail": ...}`` response:
   that retries with the same ``Idempotency-Key`` gets the first answer
   (``idempotency/``).
 - A method the path does not have: 405, with every method it does have in ``Allow``.
-- A request that fails validation: 422, whatever text it held (unpaired
-  surrogates included, which plain JSON encoding refuses).
+- A request that fails validation: 422, whatever it held: unpaired
+  surrogates, which plain JSON encoding refuses, and the numbers Python's
+  JSON parser accepts but JSON has not (``NaN``, ``Infinity``, ``1e99999``),
+  which the 422 repeats as text.
 - A request body larger than ``MAX_REQUEST_BODY`` bytes: 413, before it is read.
 - Any other exception: 500, logged once with its traceback; the body names no
   exception, SQL or setting, and the client's connection stays open.
@@ -31,6 +33,7 @@ Every failure below ends as a JSON ``{"detail": ...}`` response:
 
 import json
 import logging
+import math
 from typing import Any, cast
 
 from fastapi import FastAPI, HTTPException, Request, Response, status
@@ -124,9 +127,20 @@ async def _http_error(request: Request, error: Exception) -> Response:
 async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     errors = cast(RequestValidationError, error).errors()
     return AsciiJSONResponse(
-        {"detail": jsonable_encoder(errors)},
+        {"detail": _as_json(jsonable_encoder(errors))},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` with every number JSON cannot carry (NaN, infinities) as its text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value).replace("inf", "Infinity").replace("nan", "NaN")
+    if isinstance(value, dict):
+        return {key: _as_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_json(item) for item in value]
+    return value
 
 
 class BodyLimitMiddleware(ASGIMiddleware):
@@ -139,7 +153,10 @@ class BodyLimitMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"The request body is larger than {self.max_bytes} bytes."
         declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        # A number of more digits than the limit has is larger (and int() of
+        # thousands of digits is refused).
+        too_long = len(declared) > len(str(self.max_bytes))
+        if declared.isdigit() and (too_long or int(declared) > self.max_bytes):
             response = JSONResponse(
                 {"detail": detail}, status_code=status.HTTP_413_CONTENT_TOO_LARGE
             )

@@ -9,14 +9,39 @@ resource that uses them. The README's "Add a resource" uses each.
 """
 
 import re
+import unicodedata
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BeforeValidator, Field, StrictBool, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+)
 
 # Text the database can store: PostgreSQL refuses NUL characters (and pydantic
 # refuses unpaired surrogates, which no database can store).
 STORABLE_TEXT = r"^[^\x00]*$"
+
+# What a name must not hold: control characters, and the invisible ones that make two
+# names look alike (soft hyphen, zero-width spaces and joiners, direction marks and
+# overrides, word joiners, the byte order mark). And it must hold something visible.
+_INVISIBLE = r"\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff"
+NAME_TEXT = rf"^[^{_INVISIBLE}]*[^{_INVISIBLE}\s][^{_INVISIBLE}]*$"
+
+
+def _one_spelling(value: str) -> str:
+    # Unicode's composed form (NFC: "Café" typed either way), without surrounding whitespace.
+    return unicodedata.normalize("NFC", value).strip()
+
+
+UniqueName = Annotated[str, Field(pattern=NAME_TEXT), AfterValidator(_one_spelling)]
+"""Text that names something uniquely: stored in one spelling, so that a unique
+constraint sees look-alikes as the same name — composed (NFC) and stripped of
+surrounding whitespace; control and invisible characters refused."""
 
 
 def _json_integer(value: Any) -> Any:

@@ -1,6 +1,8 @@
 """What every resource's HTTP interface shares, so that a new one copies no plumbing.
 
-- ``Id``: an id in a path, one the database can hold (a larger one names no row).
+- ``Id``: an id in a path, one the database can hold (a larger one names no row);
+  route it as ``{item_id:id}``: digits only, at most 4,300 of them (more are a
+  404, before anything converts them).
 - ``Offset``, ``Limit`` and ``Page``: one page of a list, with the total.
 - ``not_found()``: the 404 of a row that does not exist.
 - ``IfMatch``, ``etag()`` and ``require_etag()``: optimistic concurrency. A client
@@ -10,14 +12,21 @@
   answers a route declares in the OpenAPI document, besides its 2xx and 422.
 - ``ASGIMiddleware``: the base of the service's pure ASGI middleware, and
   ``route_of()``, the route that answered a request (for logs and metrics).
+- ``SecurityHeadersMiddleware``: what every answer of a JSON API says about
+  itself, unless its route said otherwise (``SECURITY_HEADERS``).
+- ``HostMiddleware``: a 400 for a request without one valid ``Host`` header
+  (RFC 9112) or for a host the service does not serve (``ALLOWED_HOSTS``).
 """
 
+import re
 from typing import Annotated, Any{{ ", Generic, TypeVar" if cookiecutter.python_version == "3.11" }}
 
 from fastapi import Header, HTTPException, Path, Query, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic.json_schema import SkipJsonSchema
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.convertors import IntegerConvertor, register_url_convertor
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db.types import MAX_ID
 
@@ -38,6 +47,18 @@ UNAVAILABLE: Responses = {
 }
 
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+class IdConvertor(IntegerConvertor):
+    """``{name:id}`` in a path: digits, as many as Python converts (4,300), so a
+    larger id than the column holds is a 422 (``Id``) and a longer one a 404;
+    Starlette's ``int`` routes any number of digits to a conversion that fails."""
+
+    regex = "[0-9]{1,4300}"
+
+
+register_url_convertor("id", IdConvertor())
+
 # What OFFSET takes: a 64-bit integer.
 Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -100,6 +121,67 @@ class ASGIMiddleware:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
+
+
+# Every answer: not to be sniffed as another type, not to be stored by caches (a route
+# that may be cached sets its own Cache-Control), no referrer sent from it.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class SecurityHeadersMiddleware(ASGIMiddleware):
+    """Adds ``SECURITY_HEADERS`` to every response that does not set them itself."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [header for header in SECURITY_HEADERS if header[0] not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# A host name or an IPv4 address, or an IPv6 address in brackets; then an optional port.
+_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+class HostMiddleware(ASGIMiddleware):
+    """Answers 400 to a request whose ``Host`` is missing (HTTP/1.1), repeated,
+    malformed, or not among ``allowed`` (``*``: any; ``*.example.com``: below it)."""
+
+    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
+        super().__init__(app)
+        self.any = "*" in allowed
+        self.exact = {host for host in allowed if not host.startswith("*.")}
+        self.suffixes = tuple(host[1:] for host in allowed if host.startswith("*."))
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        problem = self.problem(hosts, scope.get("http_version", "1.1"))
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse({"detail": problem}, status_code=status.HTTP_400_BAD_REQUEST)
+        await response(scope, receive, send)
+
+    def problem(self, hosts: list[bytes], http_version: str) -> str | None:
+        if not hosts:
+            return None if http_version == "1.0" else "The request has no Host header."
+        if len(hosts) > 1:
+            return "The request has more than one Host header."
+        host = hosts[0].decode("latin-1").lower()
+        if not _HOST.fullmatch(host):
+            return "The Host header names no host."
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if self.any or name in self.exact or name.endswith(self.suffixes):
+            return None
+        return "This service does not serve that host."
 
 
 def route_of(scope: Scope) -> str:

@@ -16,10 +16,11 @@ from starlette.middleware import Middleware
 from . import health, observability
 from .db.unit import Database
 from .errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_error_handlers
+from .http import HostMiddleware, SecurityHeadersMiddleware
 from .idempotency import middleware as idempotency
 from .idempotency.tasks import purge_expired_keys
 from .items.routes import router as items_router
-from .observability import REQUEST_ID_HEADER, AccessMiddleware, worker_stopped
+from .observability import REQUEST_ID_HEADER, AccessMiddleware, is_request_id, worker_stopped
 {% if cookiecutter.session_strategy == "middleware" %}
 from .session import SessionMiddleware
 {% endif %}
@@ -32,6 +33,8 @@ def middleware(settings: Settings) -> list[Middleware]:
     """The middleware every request passes through, outermost first. The order matters:
 
     - the request id is set first, so every line logged below carries it;
+    - every answer gets the security headers, the last resort's 500 included;
+    - a request for a host the service does not serve is refused before any work;
     - the access log sees the final status: the 500 of an unexpected error{% if cookiecutter.session_strategy == "middleware" %} and
       the answer to a commit that failed{% endif %};
     - the 500 of an unexpected error is the answer of last resort for all within;
@@ -42,8 +45,10 @@ def middleware(settings: Settings) -> list[Middleware]:
       that reports on that response{% endif %}.
     """
     return [
-        Middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER),
+        Middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_request_id),
+        Middleware(SecurityHeadersMiddleware),
         Middleware(AccessMiddleware),
+        Middleware(HostMiddleware, allowed=settings.allowed_hosts),
         Middleware(UnexpectedErrorMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body),
         Middleware(idempotency.IdempotencyMiddleware, ttl=settings.idempotency_key_ttl),

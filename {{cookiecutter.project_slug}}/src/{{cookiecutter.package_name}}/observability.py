@@ -1,9 +1,10 @@
 """What the service tells its operators: request ids, an access log and metrics.
 
 - **Request id** (asgi-correlation-id): the request's ``X-Request-ID`` when it
-  is a UUID or 32 hexadecimal digits (nginx's ``$request_id``), else a new one;
-  returned in the response's ``X-Request-ID`` and carried by every log line
-  written while the request is handled (``logs.py``).
+  looks like one (``is_request_id()``: what load balancers and proxies send,
+  and nothing that could forge a log line), else a new one; returned in the
+  response's ``X-Request-ID`` and carried by every log line written while the
+  request is handled (``logs.py``), so a request keeps its id across services.
 - **Access log**: one line per request on the ``{{ cookiecutter.package_name }}.access`` logger,
   with its method, route (the path template, such as ``/items/{item_id}``),
   status and duration in milliseconds (and, in JSON, the path).
@@ -20,6 +21,7 @@ Labels never grow with what clients send: a path no route matches counts as
 
 import logging
 import os
+import re
 import time
 
 from fastapi import APIRouter, Response
@@ -37,6 +39,9 @@ from starlette.types import Message, Receive, Scope, Send
 from .http import HTTP_METHODS, ASGIMiddleware, route_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# A UUID, nginx's 32 hex digits, AWS's Root=1-...;Parent=...;Sampled=1, Google's
+# TRACE/SPAN;o=1, a W3C traceparent: letters, digits and these marks, no space.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:;=/+@-]{1,200}")
 # The status of a request whose client went away before it was answered (nginx's).
 NO_RESPONSE = 499
 
@@ -61,6 +66,11 @@ async def metrics() -> Response:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def is_request_id(value: str) -> bool:
+    """Whether an upstream ``X-Request-ID`` is kept (see above)."""
+    return _REQUEST_ID.fullmatch(value) is not None
 
 
 class AccessMiddleware(ASGIMiddleware):

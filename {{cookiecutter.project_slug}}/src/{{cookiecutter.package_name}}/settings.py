@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -33,6 +33,12 @@ def _lower(value: Any) -> Any:
 
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
+
+
+def _comma_separated(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip().lower() for item in value.split(",") if item.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -63,6 +69,9 @@ class Settings(BaseSettings):
 {% endif %}
     # Seconds the answer to a write with an Idempotency-Key is kept (see idempotency/).
     idempotency_key_ttl: float = Field(default=24 * 60 * 60, gt=0)
+    # The host names the service answers to (Host header), comma-separated; "*" is
+    # any, "*.example.com" any below it. Any other host is answered 400.
+    allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = ["*"]
     # Larger request bodies are refused with a 413 before they are parsed.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
     # Worker processes of `python -m {{ cookiecutter.package_name }}` (uvicorn reads the same

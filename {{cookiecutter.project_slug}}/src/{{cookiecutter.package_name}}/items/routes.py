@@ -63,8 +63,8 @@ router = APIRouter(prefix="/items", tags=["items"], responses=UNAVAILABLE)
     return {"items": items, "total": total}
 
 
-# {item_id:int}: only digits route here, so /items/bulk is never taken for an id.
-@router.get("/{item_id:int}", response_model=ItemRead, responses=NOT_FOUND)
+# {item_id:id}: only digits route here (http.py), so /items/bulk is never taken for an id.
+@router.get("/{item_id:id}", response_model=ItemRead, responses=NOT_FOUND)
 {{ cookiecutter.__async }}def get_item(item_id: Id, session: SessionDep, response: Response) -> Item:
     item = {{ cookiecutter.__await }}ItemRepository(session).get(item_id)
     if item is None:
@@ -83,7 +83,7 @@ router = APIRouter(prefix="/items", tags=["items"], responses=UNAVAILABLE)
 
 
 @router.patch(
-    "/{item_id:int}",
+    "/{item_id:id}",
     response_model=ItemRead,
     responses={**BODY, **NOT_FOUND, **CONFLICT, **CHANGED},
 )
@@ -104,7 +104,7 @@ router = APIRouter(prefix="/items", tags=["items"], responses=UNAVAILABLE)
 
 
 @router.delete(
-    "/{item_id:int}",
+    "/{item_id:id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,  # no body, so no content type
     responses={**NOT_FOUND, **CHANGED},

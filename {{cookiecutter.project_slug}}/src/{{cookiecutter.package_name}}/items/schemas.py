@@ -5,13 +5,10 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from ..fields import STORABLE_TEXT
+from ..fields import STORABLE_TEXT, UniqueName
 from .models import NAME_MAX_LENGTH
 
-Name = Annotated[
-    str,
-    Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=STORABLE_TEXT, examples=["Widget"]),
-]
+Name = Annotated[UniqueName, Field(min_length=1, max_length=NAME_MAX_LENGTH, examples=["Widget"])]
 Description = Annotated[
     str | None, Field(max_length=10_000, pattern=STORABLE_TEXT, examples=["A small widget."])
 ]
