@@ -75,7 +75,8 @@ def test_dockerfile(baked: tuple[Variant, Path]) -> None:
         f'["python", "-m", "{PACKAGE}", "--host", "0.0.0.0", "--port", "8000"]'
     )
     environment = " ".join(a for i, a in runtime if i == "ENV").split()
-    assert {"WEB_CONCURRENCY=2", "LOG_FORMAT=json"} <= set(environment)
+    # ... and no API documents published unless asked.
+    assert {"WEB_CONCURRENCY=2", "LOG_FORMAT=json", "API_DOCS=false"} <= set(environment)
     # The uv that builds the image reads the lock format the template writes.
     uv_image = re.search(r"ghcr\.io/astral-sh/uv:(\d+)\.(\d+)", " ".join(copies))
     assert uv_image is not None

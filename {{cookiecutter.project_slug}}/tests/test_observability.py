@@ -16,6 +16,7 @@ from asgi_correlation_id import correlation_id
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 {% if cookiecutter.session_strategy == "middleware" %}
 from {{ cookiecutter.package_name }}.items.models import Item
@@ -112,6 +113,33 @@ async def test_the_api_documents_are_counted_as_themselves(client: AsyncClient) 
     for route in ("/docs", "/redoc", "/openapi.json"):
         counted = metric(after, "http_requests_total", route=route, status="200")
         assert counted - metric(before, "http_requests_total", route=route, status="200") == 1
+
+
+async def test_the_api_documents_can_be_switched_off(settings: Settings) -> None:
+    async with running_app(settings, api_docs=False) as app, client_of(app) as client:
+        paths = ("/docs", "/redoc", "/openapi.json")
+        answers = [(await client.get(path)).status_code for path in paths]
+        assert (await client.get("/health")).status_code == 200
+
+    assert answers == [404, 404, 404]
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [(None, 401), ("Bearer wrong", 401), ("s3cret", 401), ("Bearer s3cret", 200)],
+)
+async def test_metrics_with_a_token_answer_only_its_bearer(
+    settings: Settings, authorization: str | None, status: int
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    token = SecretStr("s3cret")
+    async with running_app(settings, metrics_token=token) as app, client_of(app) as client:
+        response = await client.get("/metrics", headers=headers)
+
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert "s3cret" not in response.text
 
 
 @pytest.fixture

@@ -77,12 +77,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await database.dispose()
             worker_stopped()
 
+    docs = settings.api_docs
     app = FastAPI(
         title="{{ cookiecutter.project_name }}",
         description="{{ cookiecutter.description }}",
         lifespan=lifespan,
         middleware=middleware(settings),
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
+    app.state.metrics_token = settings.metrics_token
     install_error_handlers(app)
     idempotency.document(app)
     app.include_router(observability.router)

@@ -13,18 +13,21 @@
   gauges (``db/metrics.py``). With several worker processes each writes its
   numbers to files in ``PROMETHEUS_MULTIPROC_DIR`` (``python -m {{ cookiecutter.package_name }}``
   prepares it) and a scrape, whichever worker answers it, reports their sum.
-  Let only your Prometheus reach it: it tells who calls what, how often.
+  It tells who calls what, how often: with ``METRICS_TOKEN`` set it answers
+  only ``Authorization: Bearer <token>`` (else 401), as Prometheus sends it
+  (``authorization: {credentials: <token>}`` in the scrape config).
 
 Labels never grow with what clients send: a path no route matches counts as
 ``<unmatched>``, a method the service does not know as ``OTHER``.
 """
 
+import hmac
 import logging
 import os
 import re
 import time
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -59,8 +62,18 @@ router = APIRouter()
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
     """Every metric of the service, in Prometheus' text format."""
+    token = request.app.state.metrics_token
+    if token is not None:
+        sent = request.headers.get("authorization", "").encode()
+        expected = f"Bearer {token.get_secret_value()}".encode()
+        if not hmac.compare_digest(sent, expected):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "GET /metrics needs the METRICS_TOKEN.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     registry = REGISTRY
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     # The host names the service answers to (Host header), comma-separated; "*" is
     # any, "*.example.com" any below it. Any other host is answered 400.
     allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = ["*"]
+    # /docs, /redoc and /openapi.json are served (the image switches them off).
+    api_docs: bool = True
+    # When set, GET /metrics asks for "Authorization: Bearer <token>" (Prometheus'
+    # authorization.credentials); unset, anyone who reaches the port may scrape it.
+    metrics_token: SecretStr | None = None
     # Larger request bodies are refused with a 413 before they are parsed.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
     # Worker processes of `python -m {{ cookiecutter.package_name }}` (uvicorn reads the same
