@@ -111,6 +111,38 @@ def test_a_request_without_one_valid_host_is_refused(database_url: str, tmp_path
     assert all(b"\r\nx-content-type-options: nosniff" in head for head in heads)
 
 
+def test_a_worker_bounds_its_connections_and_closes_idle_ones(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Past WEB_MAX_CONCURRENCY connections a request is answered 503 at once; a
+    keep-alive connection idle for WEB_KEEP_ALIVE_TIMEOUT seconds is closed."""
+    env = {"WEB_MAX_CONCURRENCY": "2", "WEB_KEEP_ALIVE_TIMEOUT": "0.5"}
+    server, port = start_server(database_url, tmp_path / "server.log", env=env)
+    request = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            assert int(head_of(idle, request).split()[1]) == 200
+            time.sleep(1)
+            idle.settimeout(0.2)  # the default timeout (5 s) would close it while we wait
+            try:
+                closed = idle.recv(1) == b""
+            except TimeoutError:
+                closed = False
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as first,
+            socket.create_connection(("127.0.0.1", port), timeout=10) as second,
+            socket.create_connection(("127.0.0.1", port), timeout=10) as third,
+        ):
+            answers = [int(head_of(c, request).split()[1]) for c in (first, second, third)]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    assert closed
+    assert answers.count(503) >= 1
+    assert answers[0] == 200
+
+
 def test_sigterm_stops_the_server_cleanly(database_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     server, port = start_server(database_url, log)

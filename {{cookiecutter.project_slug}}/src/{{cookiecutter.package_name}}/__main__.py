@@ -6,6 +6,13 @@ The workers share the port; each has its own connection pool. SIGTERM (what
 ``docker stop`` sends) or Ctrl-C lets the requests in flight finish; then
 every worker closes its connections and the server exits.
 
+Each worker bounds what it takes on: ``WEB_MAX_CONCURRENCY`` connections and
+requests at once (uvicorn answers those past it with 503), and a keep-alive
+connection idle for ``WEB_KEEP_ALIVE_TIMEOUT`` seconds is closed. What a
+slow or hostile client can do before a request reaches the service (headers
+sent a byte a second, huge headers, thousands of idle sockets) is for the
+reverse proxy in front of it to bound.
+
 The workers' metrics meet in files in ``PROMETHEUS_MULTIPROC_DIR``, which must
 start empty: this command empties the folder it names, or makes a temporary one.
 """
@@ -135,6 +142,8 @@ def server_options(args: argparse.Namespace, settings: Settings) -> dict[str, An
         "log_config": logging_config(settings),
         "access_log": False,  # observability.py writes one that names the route
         "server_header": False,  # a client learns nothing of what serves it
+        "limit_concurrency": settings.web_max_concurrency,
+        "timeout_keep_alive": settings.web_keep_alive_timeout,
     }
 
 

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # Worker processes of `python -m {{ cookiecutter.package_name }}` (uvicorn reads the same
     # variable). Each opens up to db_pool_size + db_max_overflow connections.
     web_concurrency: int = Field(default=1, ge=1)
+    # Connections and requests a worker serves at once; past it, uvicorn answers 503.
+    web_max_concurrency: int = Field(default=1000, ge=1)
+    # Seconds an idle keep-alive connection stays open.
+    web_keep_alive_timeout: float = Field(default=5.0, gt=0)
     # "text" reads well in a terminal; "json" (one object per line) suits log collectors.
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = (
