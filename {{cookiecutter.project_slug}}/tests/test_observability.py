@@ -27,7 +27,7 @@ from {{ cookiecutter.package_name }}.observability import REQUEST_ID_HEADER
 {% endif %}
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .support import UNREACHABLE_URL, client_of, running_app, start_server
+from .support import UNREACHABLE_URL, client_of, running_app, settings_for, start_server
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 CRASHED = "9c1e5b6f0d2a4e8b8f3c7a1d2e4f6a8b"
@@ -140,6 +140,10 @@ async def test_metrics_with_a_token_answer_only_its_bearer(
     if status == 401:
         assert response.headers["www-authenticate"] == "Bearer"
         assert "s3cret" not in response.text
+
+
+def test_an_empty_metrics_token_is_no_token(settings: Settings) -> None:
+    assert settings_for(settings.database_url, metrics_token="").metrics_token is None
 
 
 @pytest.fixture

@@ -35,6 +35,10 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
+def _none_if_empty(value: Any) -> Any:
+    return None if value == "" else value
+
+
 def _comma_separated(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip().lower() for item in value.split(",") if item.strip()]
@@ -76,7 +80,7 @@ class Settings(BaseSettings):
     api_docs: bool = True
     # When set, GET /metrics asks for "Authorization: Bearer <token>" (Prometheus'
     # authorization.credentials); unset, anyone who reaches the port may scrape it.
-    metrics_token: SecretStr | None = None
+    metrics_token: Annotated[SecretStr | None, BeforeValidator(_none_if_empty)] = None
     # Larger request bodies are refused with a 413 before they are parsed.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
     # Worker processes of `python -m {{ cookiecutter.package_name }}` (uvicorn reads the same
