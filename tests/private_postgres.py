@@ -22,7 +22,7 @@ def server_programs() -> Path:
     return Path(found.stdout.strip())
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -37,7 +37,7 @@ class PrivateCluster:
         self.root = Path(tempfile.mkdtemp(prefix="private-postgres-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_root = os.geteuid() == 0
         if self.as_root:
             shutil.chown(self.root, "postgres", "postgres")

@@ -17,7 +17,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -43,7 +42,7 @@ from .matrix import (
     interpreter,
     selected_variants,
 )
-from .private_postgres import PrivateCluster
+from .private_postgres import PrivateCluster, free_port
 
 pytestmark = pytest.mark.matrix
 
@@ -479,13 +478,6 @@ def test_a_database_restart_and_crash_under_load_lose_nothing_and_answer_only_50
     assert max(back) < 5
     assert idle == [(0,)]
     assert "Traceback" not in log.read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(port: int, server: subprocess.Popen[bytes]) -> None:

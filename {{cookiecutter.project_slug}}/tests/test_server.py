@@ -43,15 +43,23 @@ def exchange(connection: socket.socket, request: bytes) -> tuple[int, bytes]:
 
 def read_response(connection: socket.socket) -> tuple[int, bytes]:
     """The status and body of the next HTTP/1.1 response on ``connection``."""
+    head, body = read_message(connection)
+    assert re.search(rb"content-length: (\d+)", head, re.IGNORECASE), head
+    return int(head.split()[1]), body
+
+
+def read_message(connection: socket.socket) -> tuple[bytes, bytes]:
+    """The head (status line and headers) and body of the next response on ``connection``."""
     received = b""
     while b"\r\n\r\n" not in received:
-        received += connection.recv(65536)
+        chunk = connection.recv(65536)
+        assert chunk, "the server closed the connection"
+        received += chunk
     head, _, body = received.partition(b"\r\n\r\n")
     length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
-    assert length is not None, head
-    while len(body) < int(length.group(1)):
+    while length is not None and len(body) < int(length.group(1)):
         body += connection.recv(65536)
-    return int(head.split()[1]), body
+    return head, body
 
 
 def test_hostile_requests_keep_the_connection_usable(database_url: str, tmp_path: Path) -> None:
@@ -76,17 +84,9 @@ def test_hostile_requests_keep_the_connection_usable(database_url: str, tmp_path
 
 
 def head_of(connection: socket.socket, request: bytes) -> bytes:
-    """The status line and headers of the answer to ``request``, its body read too."""
+    """The status line and headers of the answer to ``request``, lower-cased."""
     connection.sendall(request)
-    received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = connection.recv(65536)
-        assert chunk, "the server closed the connection"
-        received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
-    while length is not None and len(body) < int(length.group(1)):
-        body += connection.recv(65536)
+    head, _ = read_message(connection)
     return head.lower()
 
 
