@@ -5,6 +5,7 @@ parsing them and asserting what they must say.
 """
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -106,14 +107,17 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
     assert migrate["command"] == ["alembic", "upgrade", "head"]
     assert migrate["restart"] == "no"
     assert app["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
-    assert app["ports"] == ["8000:8000"]
+    assert "ports" not in app  # reached through the proxy only
     for service in (app, migrate):
         assert service["build"] == "."
         assert service["env_file"] == [{"path": ".env", "required": False}]
     url = app["environment"]["DATABASE_URL"]
+    assert migrate["environment"]["DATABASE_URL"] == url
+    assert app["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+    assert_proxy(project, services["proxy"])
     if variant.database == "postgresql":
         db = services["db"]
-        assert set(services) == {"db", "migrate", "app", "pgbouncer", "app-pgbouncer"}
+        assert set(services) == {"db", "migrate", "app", "proxy", "pgbouncer", "app-pgbouncer"}
         assert "profiles" not in app
         assert re.fullmatch(r"postgres:\d+\.\d+-\w+", db["image"]), "pin the postgres image"
         assert "pg_isready" in " ".join(db["healthcheck"]["test"])
@@ -125,10 +129,39 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
         )
         assert_pgbouncer_profile(compose, variant)
     else:
-        assert set(services) == {"migrate", "app"}
+        assert set(services) == {"migrate", "app", "proxy"}
         assert app["volumes"] == migrate["volumes"] == ["app-data:/data"]
         assert "app-data" in compose["volumes"]
         assert url.endswith(f":////data/{PACKAGE}.db")
+
+
+def assert_proxy(project: Path, proxy: dict[str, Any]) -> None:
+    """nginx from Debian (the program tests/test_proxy.py runs), with deploy/nginx.conf,
+    in front of the app's port, on the published :8000."""
+    steps = dockerfile_instructions(proxy["build"]["dockerfile_inline"])
+    assert ("FROM", "debian:bookworm-slim") in steps
+    (install,) = [arguments for instruction, arguments in steps if instruction == "RUN"]
+    assert "apt-get install --yes --no-install-recommends" in install
+    assert {"nginx", "libnginx-mod-http-headers-more-filter"} <= set(install.split())
+    assert ("STOPSIGNAL", "SIGQUIT") in steps  # graceful: requests in flight finish
+    (command,) = [arguments for instruction, arguments in steps if instruction == "CMD"]
+    # The prefix holds the buffered bodies' folder (client_body_temp_path body).
+    assert json.loads(command) == [
+        "nginx",
+        "-p",
+        "/var/lib/nginx",
+        "-c",
+        "/etc/nginx/nginx.conf",
+        "-g",
+        "daemon off;",
+    ]
+    assert proxy["volumes"] == ["./deploy/nginx.conf:/etc/nginx/nginx.conf:ro"]
+    assert proxy["ports"] == ["8000:80"]
+    assert proxy["depends_on"] == {"app": {"condition": "service_healthy"}}
+    config = (project / "deploy/nginx.conf").read_text()
+    assert "server app:8000;" in config  # the image's --port 8000
+    assert "listen 80 default_server;" in config
+    assert "client_body_temp_path body;" in config
 
 
 def assert_pgbouncer_profile(compose: dict[str, Any], variant: Variant) -> None:
@@ -184,15 +217,18 @@ def test_ci_workflow(baked: tuple[Variant, Path]) -> None:
     uses = [step["uses"] for step in job["steps"] if "uses" in step]
     assert uses[0].startswith("actions/checkout@")
     assert any(u.startswith("astral-sh/setup-uv@") for u in uses)
+    # The programs the suite's proxy and PgBouncer tests start (they fail under CI without).
+    (install,) = [line for line in runs.splitlines() if line.startswith("sudo apt-get install")]
+    packages = set(install.split()[4:])
     if variant.database == "postgresql":
         service = job["services"]["postgres"]
         assert service["image"].startswith("postgres:")
         assert "pg_isready" in service["options"]
         assert job["env"]["TEST_DATABASE_URL"].endswith(f"/{PACKAGE}_test")
-        assert "sudo apt-get install -y pgbouncer" in runs
+        assert packages == {"nginx", "libnginx-mod-http-headers-more-filter", "pgbouncer"}
     else:
         assert "services" not in job
-        assert "pgbouncer" not in runs
+        assert packages == {"nginx", "libnginx-mod-http-headers-more-filter"}
 
 
 def test_every_make_verb_is_listed_by_help_and_runs_through_uv(

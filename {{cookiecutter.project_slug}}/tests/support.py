@@ -246,6 +246,20 @@ def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the server did not start within 30 s")
 
 
+def wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path, name: str) -> None:
+    """Until ``process`` (``name``, its output in ``log``) accepts connections on ``port``."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            time.sleep(0.05)
+        else:
+            return
+    raise AssertionError(f"{name} did not listen within 5 s:\n{log.read_text()}")
+
+
 def start_server(
     database_url: str, log: Path, *, workers: int = 1, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:

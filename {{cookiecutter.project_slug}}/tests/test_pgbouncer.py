@@ -11,10 +11,8 @@ name); without it they are skipped with a loud reason — unless ``CI`` is set.
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from .support import (
     empty_tables,
     free_port,
     running_app,
+    wait_until_listening,
 )
 
 WRITERS = 150
@@ -77,24 +76,11 @@ def pgbouncer_url(database_url: str) -> Iterator[str]:
         with log.open("wb") as output:
             bouncer = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         try:
-            wait_until_listening(port, bouncer, log)
+            wait_until_listening(port, bouncer, log, "PgBouncer")
             yield server.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
         finally:
             bouncer.terminate()
             bouncer.wait(timeout=10)
-
-
-def wait_until_listening(port: int, bouncer: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        assert bouncer.poll() is None, log.read_text()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            time.sleep(0.05)
-        else:
-            return
-    raise AssertionError(f"PgBouncer did not listen within 5 s:\n{log.read_text()}")
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ Each worker bounds what it takes on: ``WEB_MAX_CONCURRENCY`` connections and
 requests at once (uvicorn answers those past it with 503), and a keep-alive
 connection idle for ``WEB_KEEP_ALIVE_TIMEOUT`` seconds is closed. What a
 slow or hostile client can do before a request reaches the service (headers
-sent a byte a second, huge headers, thousands of idle sockets) is for the
-reverse proxy in front of it to bound.
+sent a byte a second, huge headers, thousands of idle sockets) is bounded by
+nginx in front of it (``deploy/nginx.conf``).
 
 The workers' metrics meet in files in ``PROMETHEUS_MULTIPROC_DIR``, which must
 start empty: this command empties the folder it names, or makes a temporary one.
