@@ -159,7 +159,7 @@ async def test_concurrent_retries_wait_for_the_first_and_store_once(
     assert responses[0].status_code == 201
     assert [r.headers.get(REPLAYED_HEADER) for r in responses].count("true") == 7
     listed = await committed_client.get("/items")
-    assert listed.json()["total"] == 1
+    assert len(listed.json()["items"]) == 1
     assert committed_app.state.database.engine.pool.checkedout() == 0
 
 

@@ -4,6 +4,7 @@
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from httpx2 import AsyncClient
 {% if cookiecutter.driver == "async" %}
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy import Connection, select
 {% endif %}
 
+from {{ cookiecutter.package_name }} import paging
 from {{ cookiecutter.package_name }}.items.models import Item
 
 
@@ -114,39 +116,146 @@ async def test_get_unknown_item_is_404(client: AsyncClient) -> None:
     assert response.json() == {"detail": "Item 999999 not found."}
 
 
-async def test_list_pages_in_id_order_with_the_total(client: AsyncClient) -> None:
+async def pages_of(client: AsyncClient, url: str) -> list[dict[str, Any]]:
+    """Every page of a list, following each page's next link from ``url``."""
+    pages = []
+    following: str | None = url
+    while following is not None:
+        response = await client.get(following)
+        assert response.status_code == 200, response.text
+        page: dict[str, Any] = response.json()
+        link = response.headers.get("link")
+        assert link == (None if page["next"] is None else f'<{page["next"]}>; rel="next"')
+        pages.append(page)
+        following = page["next"]
+    return pages
+
+
+async def test_a_list_is_paged_by_following_the_next_links(client: AsyncClient) -> None:
     created = [await create(client, f"item-{n}") for n in range(5)]
 
-    first = await client.get("/items", params={"limit": 2})
-    rest = await client.get("/items", params={"offset": 2, "limit": 50})
+    pages = await pages_of(client, "/items?limit=2")
 
-    assert first.status_code == rest.status_code == 200
-    assert first.json() == {"items": created[:2], "total": 5}
-    assert rest.json() == {"items": created[2:], "total": 5}
+    assert [page["items"] for page in pages] == [created[:2], created[2:4], created[4:]]
+    assert [page["next"] is None for page in pages] == [False, False, True]
+    assert all(page["total"] is None for page in pages)  # not counted unless asked
+    assert all("limit=2" in page["next"] for page in pages[:-1])
+
+
+async def test_a_page_exactly_full_has_no_next_page_after_it(client: AsyncClient) -> None:
+    created = [await create(client, f"item-{n}") for n in range(4)]
+
+    pages = await pages_of(client, "/items?limit=2")
+
+    assert [page["items"] for page in pages] == [created[:2], created[2:]]
 
 
 async def test_list_of_nothing(client: AsyncClient) -> None:
     response = await client.get("/items")
 
     assert response.status_code == 200
-    assert response.json() == {"items": [], "total": 0}
+    assert response.json() == {"items": [], "next": None, "total": None}
+    assert "link" not in response.headers
 
 
 async def test_list_limit_defaults_to_50(client: AsyncClient) -> None:
     response = await client.post("/items/bulk", json=[{"name": f"item-{n:02}"} for n in range(60)])
     assert response.status_code == 201
 
-    page = await client.get("/items")
+    pages = await pages_of(client, "/items")
 
-    assert len(page.json()["items"]) == 50
-    assert page.json()["total"] == 60
+    assert [len(page["items"]) for page in pages] == [50, 10]
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "x"}])
+async def test_the_total_is_counted_when_asked_and_only_up_to_its_bound(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    response = await client.post("/items/bulk", json=[{"name": f"item-{n}"} for n in range(5)])
+    assert response.status_code == 201
+
+    counted = await client.get("/items", params={"limit": 2, "total": "true"})
+    monkeypatch.setattr(paging, "TOTAL_BOUND", 3)
+    bounded = await client.get("/items", params={"limit": 2, "total": "true"})
+    pages = await pages_of(client, "/items?limit=2&total=true")
+
+    assert counted.json()["total"] == {"count": 5, "exact": True}
+    assert bounded.json()["total"] == {"count": 3, "exact": False}  # at least 3
+    assert [page["total"] for page in pages] == [{"count": 3, "exact": False}] * 3
+
+
+async def test_paging_through_a_changing_list_skips_and_repeats_nothing(
+    client: AsyncClient,
+) -> None:
+    """Between every two pages an item is deleted behind the cursor, another ahead of
+    it, and one created: the walk sees every item that lived through it once, in id
+    order, every item created meanwhile, and none deleted before its page."""
+    ids = [(await create(client, f"first-{n}"))["id"] for n in range(30)]
+    seen: list[int] = []
+    deleted_ahead: set[int] = set()
+    created: list[int] = []
+    following: str | None = "/items?limit=7"
+    while following is not None:
+        page = (await client.get(following)).json()
+        seen += [item["id"] for item in page["items"]]
+        following = page["next"]
+        behind = seen[-1]
+        ahead = next((n for n in ids if n > behind and n not in deleted_ahead), None)
+        for gone in [behind] if ahead is None else [behind, ahead]:
+            assert (await client.delete(f"/items/{gone}")).status_code == 204
+        if ahead is not None:
+            deleted_ahead.add(ahead)
+        created.append((await create(client, f"later-{len(created)}"))["id"])
+
+    assert seen == sorted(set(seen))  # in id order, none twice
+    assert deleted_ahead
+    assert not deleted_ahead & set(seen)
+    assert set(ids) - deleted_ahead <= set(seen)
+    assert set(created[:-1]) <= set(seen)  # all but the one created after the last page
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"after": "x" * 61}, {"total": "maybe"}],
+)
 async def test_list_rejects_bad_paging(client: AsyncClient, params: dict[str, int | str]) -> None:
     response = await client.get("/items", params=params)
 
     assert response.status_code == 422
+
+
+async def test_a_cursor_this_list_did_not_give_is_a_400(app: FastAPI, client: AsyncClient) -> None:
+    key = app.state.cursor_key
+    for n in range(3):
+        await create(client, f"item-{n}")
+    given = (await client.get("/items", params={"limit": 1})).json()["next"]
+    cursor = given.split("after=")[1]
+    payload, tag = cursor.split(".")
+    forged = {
+        # Another position, with the signature of the one given.
+        "edited": f"{paging.cursor(key, '/items', 2).split('.')[0]}.{tag}",
+        "re-signed": f"{payload}.{'B' if tag[0] == 'A' else 'A'}{tag[1:]}",
+        "of another list": paging.cursor(key, "/notes", 1),
+        "not base64": f"{payload[:-1]}=.{tag}",
+        "made up": "abc.defghijklmnopqrstuvwxy",
+    }
+
+    answers = {name: await client.get("/items", params={"after": c}) for name, c in forged.items()}
+
+    for name, answer in answers.items():
+        assert answer.status_code in {400, 422}, name
+        assert "detail" in answer.json(), name
+    assert {answer.status_code for name, answer in answers.items() if name != "not base64"} == {400}
+    assert (await client.get(given)).status_code == 200
+
+
+async def test_a_cursor_outlives_the_row_it_names(client: AsyncClient) -> None:
+    created = [await create(client, f"item-{n}") for n in range(3)]
+    first = (await client.get("/items", params={"limit": 1})).json()
+    assert (await client.delete(f"/items/{created[0]['id']}")).status_code == 204
+
+    rest = await pages_of(client, first["next"])
+
+    assert [item for page in rest for item in page["items"]] == created[1:]
 
 
 async def test_patch_changes_only_the_fields_sent(client: AsyncClient) -> None:

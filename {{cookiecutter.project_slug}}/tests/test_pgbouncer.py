@@ -126,4 +126,4 @@ async def test_requests_succeed_after_the_server_drops_pgbouncers_connections(
         listed = await client.get("/items")
 
     assert listed.status_code == 200
-    assert listed.json()["total"] == 8
+    assert len(listed.json()["items"]) == 8

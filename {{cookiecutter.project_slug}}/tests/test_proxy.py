@@ -32,7 +32,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .support import free_port, start_server, wait_until_listening
+from .support import empty_database, free_port, start_server, wait_until_listening
 
 CONFIG = Path(__file__).parents[1] / "deploy" / "nginx.conf"
 # What the tests change: the addresses, and nothing else.
@@ -119,7 +119,8 @@ class Served(NamedTuple):
 
 @pytest.fixture(scope="module")
 def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The service, served as its image serves it: its port and its log."""
+    """The service, served as its image serves it: its port and its log. What the
+    tests stored through it is deleted after them."""
     log = tmp_path_factory.mktemp("service") / "server.log"
     server, port = start_server(database_url, log)
     try:
@@ -127,6 +128,7 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+        asyncio.run(empty_database(database_url))
 
 
 @pytest.fixture(scope="module")

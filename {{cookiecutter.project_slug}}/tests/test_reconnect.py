@@ -31,7 +31,7 @@ async def test_requests_succeed_after_the_server_drops_the_pooled_connections(
     await create_items(committed_client, "after", 5)
     listed = await committed_client.get("/items")
     assert listed.status_code == 200
-    assert listed.json()["total"] == 5
+    assert len(listed.json()["items"]) == 5
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 - ``Id``: an id in a path, one the database can hold (a larger one names no row);
   route it as ``{item_id:id}``: digits only, at most 4,300 of them (more are a
   404, before anything converts them).
-- ``Offset``, ``Limit`` and ``Page``: one page of a list, with the total.
 - ``not_found()``: the 404 of a row that does not exist.
 - ``IfMatch``, ``etag()`` and ``require_etag()``: optimistic concurrency. A client
   sends back the ``ETag`` it read in ``If-Match``; a change made against a version
@@ -19,11 +18,10 @@
 """
 
 import re
-from typing import Annotated, Any{{ ", Generic, TypeVar" if cookiecutter.python_version == "3.11" }}
+from typing import Annotated, Any
 
-from fastapi import Header, HTTPException, Path, Query, status
+from fastapi import Header, HTTPException, Path, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from pydantic.json_schema import SkipJsonSchema
 from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,27 +57,9 @@ class IdConvertor(IntegerConvertor):
 
 register_url_convertor("id", IdConvertor())
 
-# What OFFSET takes: a 64-bit integer.
-Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
-Limit = Annotated[int, Query(ge=1, le=100)]
 # The ETags of the row as the client last saw it, or *. A value that names no ETag
 # at all is refused like a stale one.
 IfMatch = Annotated[str | SkipJsonSchema[None], Header(examples=['"1"'])]
-{% if cookiecutter.python_version == "3.11" %}
-
-T = TypeVar("T")
-
-
-class Page(BaseModel, Generic[T]):
-{% else %}
-
-
-class Page[T](BaseModel):
-{% endif %}
-    """One page of a list: ``limit`` rows from ``offset`` on, and how many there are."""
-
-    items: list[T]
-    total: int
 
 
 def not_found(what: str) -> HTTPException:

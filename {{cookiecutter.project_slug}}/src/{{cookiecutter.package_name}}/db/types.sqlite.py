@@ -4,6 +4,9 @@ SQLite keeps no time zone and has no exact decimal type (``NUMERIC`` becomes
 a floating-point ``REAL``, and SQLAlchemy warns so). Declare such columns
 with these types, as ``notes/models.py`` in the README's "Add a resource" does:
 
+- ``IdKey`` and ``BigId``: ids are 64-bit. ``id: Mapped[IdKey]`` is a primary
+  key the database hands out (``INTEGER PRIMARY KEY``, SQLite's 64-bit rowid);
+  a column that holds another table's id is ``mapped_column(BigId, ...)``.
 - ``UTCDateTime``: a moment in time. Written in UTC, read back timezone-aware
   (UTC); a naive datetime is refused, as it names no moment.
 - ``ExactDecimal(precision, scale)``: a decimal with ``scale`` digits after
@@ -16,12 +19,16 @@ Migrations store them as what they are on this database (``BigInteger``,
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect
+from sqlalchemy import BigInteger, DateTime, Dialect, Integer
+from sqlalchemy.orm import mapped_column
 from sqlalchemy.types import TypeDecorator
 
-# The largest id an ``int`` primary key holds here (a 64-bit INTEGER): a larger id names no row.
+# SQLite's INTEGER holds 64 bits; only an INTEGER PRIMARY KEY is the table's rowid.
+BigId = Integer
+IdKey = Annotated[int, mapped_column(primary_key=True)]
+# The largest id an INTEGER holds: a larger id names no row.
 MAX_ID = 2**63 - 1
 
 

@@ -6,6 +6,7 @@ from sqlalchemy import DateTime, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db.base import Base
+from ..db.types import BigId, IdKey
 
 NAME_MAX_LENGTH = 100
 
@@ -15,7 +16,7 @@ class Item(Base):
     # On SQLite too, the id of a deleted item is never handed out again.
     __table_args__ = ({"sqlite_autoincrement": True},)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IdKey]
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     # Counts the item's changes; every UPDATE checks it was not changed meanwhile.
@@ -34,7 +35,7 @@ class ItemEvent(Base):
     __tablename__ = "item_events"
     __table_args__ = ({"sqlite_autoincrement": True},)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    item_id: Mapped[int] = mapped_column(index=True)
+    id: Mapped[IdKey]
+    item_id: Mapped[int] = mapped_column(BigId, index=True)
     action: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -29,8 +29,8 @@ from .models import Item, ItemEvent
 from .schemas import ItemCreate, ItemUpdate
 
 _BY_ID = select(Item).where(Item.id == bindparam("item_id"))
-_PAGE = select(Item).order_by(Item.id).offset(bindparam("offset")).limit(bindparam("limit"))
-_COUNT = select(func.count()).select_from(Item)
+_PAGE = select(Item).where(Item.id > bindparam("after")).order_by(Item.id).limit(bindparam("limit"))
+_COUNT = select(func.count()).select_from(select(Item.id).limit(bindparam("up_to")).subquery())
 
 
 class ItemRepository:
@@ -51,10 +51,14 @@ class ItemRepository:
         """The item, locked until the transaction ends: a concurrent change waits its turn."""
         return {{ cookiecutter.__await }}self.session.get(Item, item_id, with_for_update=True)
 
-    {{ cookiecutter.__async }}def page(self, *, offset: int, limit: int) -> tuple[Sequence[Item], int]:
-        total = {{ cookiecutter.__await }}self.session.scalar(_COUNT)
-        items = {{ cookiecutter.__await }}self.session.scalars(_PAGE, {"offset": offset, "limit": limit})
-        return items.all(), total or 0
+    {{ cookiecutter.__async }}def page(self, *, after: int, limit: int) -> Sequence[Item]:
+        """Up to ``limit`` items with ids past ``after``, in id order (see paging.py)."""
+        items = {{ cookiecutter.__await }}self.session.scalars(_PAGE, {"after": after, "limit": limit})
+        return items.all()
+
+    {{ cookiecutter.__async }}def count(self, *, up_to: int) -> int:
+        """How many items there are, counting no further than ``up_to``."""
+        return ({{ cookiecutter.__await }}self.session.scalar(_COUNT, {"up_to": up_to})) or 0
 
     {{ cookiecutter.__async }}def add(self, data: ItemCreate) -> Item:
         conflict = f"An item named {data.name!r} already exists."

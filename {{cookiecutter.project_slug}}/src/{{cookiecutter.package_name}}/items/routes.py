@@ -13,13 +13,11 @@ from ..http import (
     UNAVAILABLE,
     Id,
     IfMatch,
-    Limit,
-    Offset,
-    Page,
     etag,
     not_found,
     require_etag,
 )
+from ..paging import BAD_CURSOR, Page, PageQuery
 from ..session import SessionDep
 from .models import Item
 from .repository import ItemRepository
@@ -53,14 +51,13 @@ router = APIRouter(prefix="/items", tags=["items"], responses=UNAVAILABLE)
     return {{ cookiecutter.__await }}ItemRepository(session).add_all(data)
 
 
-@router.get("", response_model=Page[ItemRead])
-{{ cookiecutter.__async }}def list_items(
-    session: SessionDep,
-    offset: Offset = 0,
-    limit: Limit = 50,
-) -> dict[str, object]:
-    items, total = {{ cookiecutter.__await }}ItemRepository(session).page(offset=offset, limit=limit)
-    return {"items": items, "total": total}
+@router.get("", response_model=Page[ItemRead], responses=BAD_CURSOR)
+{{ cookiecutter.__async }}def list_items(session: SessionDep, page: PageQuery, response: Response) -> dict[str, object]:
+    """The items in id order, a page at a time: follow ``next`` for the rest."""
+    repository = ItemRepository(session)
+    items = {{ cookiecutter.__await }}repository.page(after=page.after, limit=page.fetch)
+    total = {{ cookiecutter.__await }}repository.count(up_to=page.count_up_to) if page.counting else None
+    return page.answer(items, response, total=total)
 
 
 # {item_id:id}: only digits route here (http.py), so /items/bulk is never taken for an id.
