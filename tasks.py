@@ -7,6 +7,8 @@
                                             install and migrate it, and serve it on :8000
     python3 tasks.py bench [ARGS...]        load every variant and the reference apps with wrk;
                                             write benchmarks/results.{md,json,png} (needs wrk)
+    python3 tasks.py scale [ARGS...]        each variant and the tutorial app at 1,000 to 10 million
+                                            rows; write benchmarks/scale.{md,json,png} (needs wrk)
     python3 tasks.py contention [ARGS...]   40 clients creating, reading and updating the same
                                             20 rows of each SQLite variant (needs wrk)
     python3 tasks.py lock [--upgrade]       re-lock the generated projects' uv.lock files, kept
@@ -100,7 +102,7 @@ def demo(output_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"test", "demo", "bench", "contention", "lock"}:
+    if not argv or argv[0] not in {"test", "demo", "bench", "scale", "contention", "lock"}:
         print(__doc__, file=sys.stderr)
         return 2
     try:
@@ -108,6 +110,8 @@ def main(argv: list[str]) -> int:
             test(argv[1:])
         elif argv[0] == "bench":
             bench("run", argv[1:])
+        elif argv[0] == "scale":
+            bench("scale", argv[1:])
         elif argv[0] == "contention":
             bench("contention", argv[1:])
         elif argv[0] == "lock":

@@ -60,9 +60,10 @@ WRK_REPORT = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '\\n{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, "p99_us": %d, "mean_us": %d}\\n',
+    '\\n{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d, "mean_us": %d}\\n',
     summary.requests, summary.duration, e.status,
-    e.connect + e.read + e.write + e.timeout, latency:percentile(99), latency.mean))
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99),
+    latency.mean))
 end
 """
 WRK_SCRIPTS = {

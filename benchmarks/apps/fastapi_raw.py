@@ -34,7 +34,7 @@ class ItemRead(BaseModel):
 
 class ItemPage(BaseModel):
     items: list[ItemRead]
-    total: int
+    next: str | None
 
 
 app = FastAPI(lifespan=lifespan)
@@ -60,11 +60,13 @@ async def create_item(data: ItemCreate) -> ItemRead:
 
 @app.get("/items")
 async def list_items(
-    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=100)] = 50
+    after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=100)] = 50
 ) -> ItemPage:
-    async with pool.acquire() as connection:
-        total = await connection.fetchval("SELECT count(*) FROM items")
-        rows = await connection.fetch(
-            "SELECT id, name, description FROM items ORDER BY id LIMIT $1 OFFSET $2", limit, offset
-        )
-    return ItemPage(items=[ItemRead(**row) for row in rows], total=total)
+    """A keyset page, as the variants page (its cursor is the plain id: nothing is signed)."""
+    rows = await pool.fetch(
+        "SELECT id, name, description FROM items WHERE id > $1 ORDER BY id LIMIT $2",
+        after,
+        limit + 1,
+    )
+    following = f"/items?limit={limit}&after={rows[limit - 1]['id']}" if len(rows) > limit else None
+    return ItemPage(items=[ItemRead(**row) for row in rows[:limit]], next=following)

@@ -43,14 +43,17 @@ async def create_item(request: Request) -> Response:
 
 
 async def list_items(request: Request) -> Response:
+    """A keyset page, as the variants page: the rows after ``after``, one more to know
+    whether a next page exists (its cursor is the plain id: nothing is signed here)."""
     limit = int(request.query_params.get("limit", 50))
-    offset = int(request.query_params.get("offset", 0))
-    async with pool.acquire() as connection:
-        total = await connection.fetchval("SELECT count(*) FROM items")
-        rows = await connection.fetch(
-            "SELECT id, name, description FROM items ORDER BY id LIMIT $1 OFFSET $2", limit, offset
-        )
-    return JSONResponse({"items": [dict(row) for row in rows], "total": total})
+    after = int(request.query_params.get("after", 0))
+    rows = await pool.fetch(
+        "SELECT id, name, description FROM items WHERE id > $1 ORDER BY id LIMIT $2",
+        after,
+        limit + 1,
+    )
+    following = f"/items?limit={limit}&after={rows[limit - 1]['id']}" if len(rows) > limit else None
+    return JSONResponse({"items": [dict(row) for row in rows[:limit]], "next": following})
 
 
 app = Starlette(

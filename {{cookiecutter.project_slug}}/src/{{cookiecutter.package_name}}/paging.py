@@ -62,8 +62,8 @@ class Total(BaseModel):
 
     count: int
     exact: bool
-
 {% if cookiecutter.python_version == "3.11" %}
+
 
 T = TypeVar("T")
 

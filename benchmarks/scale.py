@@ -1,0 +1,281 @@
+"""What a request costs as the table grows: the variants beside the tutorial app.
+
+    python3 tasks.py scale [--rows 1000,100000,1000000,10000000] [--sqlite-rows 1000,...]
+                           [--duration SECONDS] [--variants ID,...]
+
+For each size, one database per engine is seeded once and shared by that
+engine's targets: on PostgreSQL one ``INSERT ... SELECT`` from
+``generate_series`` and ``VACUUM ANALYZE``, on SQLite one transaction. Each
+target is then served alone, as ``run.py`` serves it (one uvicorn worker,
+DB_POOL_SIZE=10), and wrk (32 connections) measures four requests:
+``GET /items/{id}`` (ids drawn across the whole table), ``POST /items``, the
+first page (``GET /items?limit=50``) and a page deep in the table: the one
+after the row ``rows - 100``, by the cursor the project's own ``paging.py``
+signs for it, and by ``?offset=rows-100`` for the tutorial app, which pages
+by offset and counts the table on every page, as tutorials do.
+
+Reported per size: the median and 99th-percentile latency, server CPU per
+request, and each median as a multiple of the same target's at the smallest
+size. Writes benchmarks/scale.json, scale.md and scale.png (log-log).
+"""
+
+import argparse
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import run as bench  # noqa: E402  (the benchmark's targets, servers and wrk)
+from run import Variant  # noqa: E402
+
+SIZES = "1000,100000,1000000,10000000"
+SQLITE_SIZES = "1000,100000,1000000"
+TUTORIAL = "tutorial-dependency"
+REQUESTS = {
+    "get": "GET /items/{id}",
+    "post": "POST /items",
+    "first": "first page",
+    "deep": "deep page",
+}
+# The page after this many rows from the end.
+DEPTH = 100
+
+
+def seed(target: bench.Target, rows: int) -> None:
+    """Exactly ``rows`` items, ids 1 to ``rows``, and the planner's statistics."""
+    if target.sqlite:
+        with sqlite3.connect(target.database) as connection:
+            connection.execute("DELETE FROM items")
+            connection.execute("DELETE FROM sqlite_sequence WHERE name = 'items'")
+            connection.executemany(
+                "INSERT INTO items (id, name, description, version) VALUES (?, ?, 'seeded', 1)",
+                ((n, f"seed-{n}") for n in range(1, rows + 1)),
+            )
+        with sqlite3.connect(target.database) as connection:
+            connection.execute("ANALYZE")
+        return
+    with psycopg.connect(bench.postgres_url(target.database), autocommit=True) as connection:
+        connection.execute("TRUNCATE items, item_events, idempotency_keys RESTART IDENTITY")
+        connection.execute(
+            "INSERT INTO items (name, description, version)"
+            " SELECT 'seed-' || n, 'seeded', 1 FROM generate_series(1, %s) AS n",
+            (rows,),
+        )
+        connection.execute("VACUUM ANALYZE items")
+
+
+def forget_creates(target: bench.Target, rows: int) -> None:
+    bench.execute(target, f"DELETE FROM items WHERE id > {rows}")
+
+
+def deep_page(target: bench.Target, rows: int) -> str:
+    """The path of the page after the row ``rows - DEPTH``."""
+    after = rows - DEPTH
+    if target.name == TUTORIAL:
+        return f"/items?limit=50&offset={after}"
+    sign = (
+        "from my_service.paging import cursor, cursor_key;"
+        "from my_service.settings import Settings;"
+        f"print(cursor(cursor_key(Settings()), '/items', {after}))"
+    )
+    python = str(target.cwd / ".venv/bin/python")
+    signed = bench.run([python, "-c", sign], target.cwd, target.env).strip()
+    return f"/items?limit=50&after={signed}"
+
+
+def scripts(target: bench.Target, rows: int) -> dict[str, str]:
+    deep = deep_page(target, rows)
+    return {
+        "get": f'request = function() return wrk.format("GET", "/items/" .. math.random(1, {rows})) end',
+        "post": bench.WRK_SCRIPTS["post"],
+        "first": 'request = function() return wrk.format("GET", "/items?limit=50") end',
+        "deep": f'request = function() return wrk.format("GET", "{deep}") end',
+    }
+
+
+def measure(target: bench.Target, rows: int, duration: float, work: Path) -> dict[str, Any]:
+    port = bench.free_port()
+    requests = scripts(target, rows)
+    server = bench.start(target, port)
+    measured: dict[str, Any] = {}
+    try:
+        bench.wrk(port, "get", 1, work, request=requests["get"])  # warm up
+        for name, request in requests.items():
+            cpu = bench.cpu_seconds(server.pid)
+            prefix = uuid.uuid4().hex[:12]
+            result = bench.wrk(port, name, duration, work, prefix=prefix, request=request)
+            result["cpu_us"] = round(
+                (bench.cpu_seconds(server.pid) - cpu) / result["requests"] * 1e6
+            )
+            measured[name] = result
+            bench.log(
+                f"  {rows:>10,} rows  {target.name:<28} {name:<5}"
+                f" p50 {result['p50_us'] / 1000:7.2f} ms  p99 {result['p99_us'] / 1000:7.2f} ms"
+                f"  {result['cpu_us']:>6} µs CPU  non-2xx {result['non_2xx']}"
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        forget_creates(target, rows)
+    return measured
+
+
+def build_targets(variants: list[Variant], work: Path) -> list[bench.Target]:
+    """The variants, and the tutorial app (served from a PostgreSQL variant's packages)."""
+    pool = {"DB_POOL_SIZE": str(bench.POOL_SIZE), "DB_MAX_OVERFLOW": "0"}
+    targets = [bench.variant_target(variant, work, pool) for variant in variants]
+    reference = next((t.cwd for t in targets if t.name == "postgresql-async-dependency"), None)
+    if reference is None:
+        reference = bench.bake_and_install(bench.VARIANTS[4], work)  # postgresql-async-dependency
+    database = "bench_scale_tutorial"
+    bench.recreate_database(database)
+    url = bench.postgres_url(database, "postgresql+asyncpg")
+    bench.migrate(reference, url)
+    python = reference / ".venv/bin/python"
+    command = bench.uvicorn(python, "tutorial:app", "--app-dir", str(HERE / "apps"))
+    env = {**pool, "DATABASE_URL": url}
+    label = "tutorial: yield dependency, offset and count"
+    targets.append(bench.Target(TUTORIAL, label, command, reference, env, database))
+    return targets
+
+
+def shared(targets: list[bench.Target]) -> list[bench.Target]:
+    """The targets, each engine's on one database: the first target's of that engine."""
+    first: dict[bool, bench.Target] = {}
+    for target in targets:
+        owner = first.setdefault(target.sqlite, target)
+        if owner is not target:
+            old = target.database
+            target.env = {
+                key: value.replace(old, owner.database) for key, value in target.env.items()
+            }
+            if not target.sqlite:
+                bench.drop_database(old)
+            target.database = owner.database
+    return targets
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Machine: {results['machine']}. wrk, 32 connections, {results['duration']:g} s per"
+        " request and size; one uvicorn worker per target. Median latency in ms (× its value"
+        " at the smallest size), then p99 ms and server CPU µs per request.",
+        "",
+    ]
+    for name, title in REQUESTS.items():
+        targets = sorted({row["target"] for row in results["rows"]})
+        lines += [f"**{title}**", "", "| rows | " + " | ".join(targets) + " |"]
+        lines.append("| ---: |" + " --- |" * len(targets))
+        sizes = sorted({row["rows"] for row in results["rows"]})
+        for size in sizes:
+            cells = []
+            for target in targets:
+                row = next(
+                    (r for r in results["rows"] if r["target"] == target and r["rows"] == size),
+                    None,
+                )
+                if row is None:
+                    cells.append("—")
+                    continue
+                m = row[name]
+                cells.append(
+                    f"{m['p50_ms']:.2f} (×{m['growth']:.2f}), p99 {m['p99_ms']:.1f}, {m['cpu_us']} µs"
+                    + (f", {m['non_2xx']} non-2xx" if m["non_2xx"] else "")
+                )
+            lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    targets = sorted({row["target"] for row in results["rows"]})
+    for axis, (name, title) in zip(axes.flat, REQUESTS.items(), strict=True):
+        for target in targets:
+            rows = sorted(
+                (r for r in results["rows"] if r["target"] == target), key=lambda r: r["rows"]
+            )
+            axis.plot(
+                [r["rows"] for r in rows],
+                [r[name]["p50_ms"] for r in rows],
+                marker="o",
+                label=target,
+                linestyle="--" if target == TUTORIAL else "-",
+            )
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("rows in the table")
+        axis.set_ylabel("median latency, ms (32 connections)")
+        axis.set_title(title)
+    axes.flat[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", default=SIZES, help="PostgreSQL sizes (default: %(default)s)")
+    parser.add_argument("--sqlite-rows", default=SQLITE_SIZES, help="default: %(default)s")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per request")
+    parser.add_argument("--variants", default=",".join(v.id for v in bench.VARIANTS))
+    args = parser.parse_args()
+    sizes = {False: [int(n) for n in args.rows.split(",")]}
+    sizes[True] = [int(n) for n in args.sqlite_rows.split(",")]
+    wanted = args.variants.split(",")
+    variants = [v for v in bench.VARIANTS if v.id in wanted]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
+        work = Path(tmp)
+        targets = shared(build_targets(variants, work))
+        for sqlite in (False, True):
+            engine = [t for t in targets if t.sqlite == sqlite]
+            for size in sizes[sqlite] if engine else []:
+                bench.log(f"seeding {size:,} rows ({'SQLite' if sqlite else 'PostgreSQL'})")
+                seed(engine[0], size)
+                for target in engine:
+                    measured = measure(target, size, args.duration, work)
+                    rows.append({"target": target.name, "rows": size, **{
+                        name: {
+                            "p50_ms": m["p50_us"] / 1000,
+                            "p99_ms": m["p99_us"] / 1000,
+                            "cpu_us": m["cpu_us"],
+                            "rps": m["requests"] / (m["duration_us"] / 1e6),
+                            "non_2xx": m["non_2xx"] + m["socket_errors"],
+                        }
+                        for name, m in measured.items()
+                    }})  # fmt: skip
+        for target in targets:
+            if not target.sqlite:
+                bench.drop_database(target.database)
+                break
+    for row in rows:
+        smallest = min((r for r in rows if r["target"] == row["target"]), key=lambda r: r["rows"])
+        for name in REQUESTS:
+            row[name]["growth"] = row[name]["p50_ms"] / smallest[name]["p50_ms"]
+    results = {"machine": bench.machine(), "duration": args.duration, "rows": rows}
+    (HERE / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (HERE / "scale.md").write_text(table)
+    chart(results, HERE / "scale.png")
+    print(table)
+    medians = statistics.median(r["get"]["p50_ms"] for r in rows) if rows else 0
+    bench.log(f"done: {len(rows)} measurements, median GET p50 {medians:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
