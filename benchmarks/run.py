@@ -54,6 +54,12 @@ ENDPOINTS = {
     "list": "GET /items?limit=50",
 }
 FLOOR = "floor"
+# The lean tutorial apps (apps/lean_*.py), served for each database and driver kind
+# from the packages of that kind's dependency variant: each variant's anchor.
+LEAN_LABEL = {
+    "async": "lean tutorial, async: the endpoint commits, refresh after commit",
+    "sync": "lean tutorial, sync: plain def endpoints, the endpoint commits",
+}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 WRK_REPORT = """
@@ -229,19 +235,22 @@ def uvicorn(python: Path, app: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def fresh_database(name: str, variant: Variant, work: Path) -> tuple[str, str]:
+    """A new, empty database for target ``name`` on ``variant``'s database and driver:
+    its name (PostgreSQL) or file (SQLite), and its SQLAlchemy URL."""
+    if variant.database == "sqlite":
+        path = work / f"{name}.db"
+        return str(path), f"sqlite+{variant.sqlalchemy_driver}:///{path}"
+    database = f"bench_{name.replace('-', '_')}"
+    recreate_database(database)
+    return database, postgres_url(database, f"postgresql+{variant.sqlalchemy_driver}")
+
+
 def variant_target(variant: Variant, work: Path, env: dict[str, str]) -> Target:
     """The variant baked, installed and migrated onto a fresh database, ready to serve."""
     log(f"baking and installing {variant.id}")
     project = bake_and_install(variant, work)
-    if variant.database == "sqlite":
-        path = work / f"{variant.id}.db"
-        url = f"sqlite+{variant.sqlalchemy_driver}:///{path}"
-        database, is_sqlite = str(path), True
-    else:
-        database = f"bench_{variant.id.replace('-', '_')}"
-        recreate_database(database)
-        url = postgres_url(database, f"postgresql+{variant.sqlalchemy_driver}")
-        is_sqlite = False
+    database, url = fresh_database(variant.id, variant, work)
     migrate(project, url)
     return Target(
         name=variant.id,
@@ -252,7 +261,7 @@ def variant_target(variant: Variant, work: Path, env: dict[str, str]) -> Target:
         cwd=project,
         env={**env, "DATABASE_URL": url},
         database=database,
-        sqlite=is_sqlite,
+        sqlite=variant.database == "sqlite",
     )
 
 
@@ -282,9 +291,28 @@ def served_with_workers(target: Target, workers: int) -> Target:
     )
 
 
+def lean_name(database: str, driver: str) -> str:
+    return f"lean-{driver}" + ("-sqlite" if database == "sqlite" else "")
+
+
+def app_target(name: str, label: str, app: str, project: Variant, work: Path) -> Target:
+    """``app`` (in apps/) over a fresh database migrated by ``project``'s migrations,
+    served by the interpreter and packages of ``project`` (baked and installed)."""
+    database, url = fresh_database(name, project, work)
+    cwd = work / project.id / "my_service"
+    migrate(cwd, url)
+    env = {
+        "DB_POOL_SIZE": str(POOL_SIZE),
+        "DB_MAX_OVERFLOW": "0",
+        "ASYNCPG_URL": postgres_url(database),
+        "DATABASE_URL": url,
+    }
+    command = uvicorn(cwd / ".venv/bin/python", app, "--app-dir", str(HERE / "apps"))
+    return Target(name, label, command, cwd, env, database, sqlite=project.database == "sqlite")
+
+
 def build_targets(variants: list[Variant], work: Path, workers: list[int]) -> list[Target]:
     targets: list[Target] = []
-    reference_project: Path | None = None
     pool = {"DB_POOL_SIZE": str(POOL_SIZE), "DB_MAX_OVERFLOW": "0"}
     for variant in variants:
         target = variant_target(variant, work, pool)
@@ -294,31 +322,33 @@ def build_targets(variants: list[Variant], work: Path, workers: list[int]) -> li
                 drop_database(target.database)
         else:
             targets.append(target)
-        if variant.id == "postgresql-async-dependency":
-            reference_project = targets[-1].cwd
-    if reference_project is None:
-        reference_project = bake_and_install(VARIANTS[4], work)  # postgresql-async-dependency
-    python = reference_project / ".venv/bin/python"
+    baked = {variant.id for variant in variants}
+
+    def project(database: str, driver: str) -> Variant:
+        """The dependency variant of ``database`` and ``driver``, baked once."""
+        variant = Variant(database, driver, "dependency")
+        if variant.id not in baked:
+            bake_and_install(variant, work)
+            baked.add(variant.id)
+        return variant
+
+    asyncpg = project("postgresql", "async")
     references = [
-        (FLOOR, "floor: Starlette + raw asyncpg pool", "floor:app", {}),
-        ("fastapi-raw", "FastAPI + raw asyncpg pool (no ORM)", "fastapi_raw:app", {}),
-        ("tutorial-dependency", "tutorial: yield dependency, commit after response", "tutorial:app", {}),
-        ("tutorial-middleware", "tutorial: BaseHTTPMiddleware session", "tutorial:app", {"SESSION": "middleware"}),
-    ]  # fmt: skip
-    if workers:  # the question is how the variant scales: the floor is reference enough
-        references = references[:1]
-    for name, label, app, extra in references:
-        database = f"bench_{name.replace('-', '_')}"
-        recreate_database(database)
-        migrate(reference_project, postgres_url(database, "postgresql+asyncpg"))
-        env = {
-            **pool,
-            **extra,
-            "ASYNCPG_URL": postgres_url(database),
-            "DATABASE_URL": postgres_url(database, "postgresql+asyncpg"),
-        }
-        command = uvicorn(python, app, "--app-dir", str(HERE / "apps"))
-        targets.insert(0, Target(name, label, command, reference_project, env, database))
+        app_target(FLOOR, "floor: Starlette + raw asyncpg pool", "floor:app", asyncpg, work)
+    ]
+    if not workers:  # with workers the question is how a variant scales: the floor says it
+        references += [
+            app_target("fastapi-raw", "FastAPI + raw asyncpg pool (no ORM)", "fastapi_raw:app", asyncpg, work),
+            app_target("tutorial-dependency", "tutorial: yield dependency, commit after response", "tutorial:app", asyncpg, work),
+            app_target("tutorial-middleware", "tutorial: BaseHTTPMiddleware session", "tutorial:app", asyncpg, work),
+        ]  # fmt: skip
+        references[-1].env["SESSION"] = "middleware"
+        for database, driver in sorted({(v.database, v.driver) for v in variants}):
+            name = lean_name(database, driver)
+            label = f"{LEAN_LABEL[driver]} ({database})"
+            app = f"lean_{driver}:app"
+            references.append(app_target(name, label, app, project(database, driver), work))
+    targets = references + targets
     peer = None if workers else peer_target(work)
     if peer is not None:
         targets.append(peer)
@@ -548,9 +578,13 @@ def machine() -> str:
 def report(targets: list[Target], rounds: int, duration: float) -> dict[str, Any]:
     floor = next((t for t in targets if t.name == FLOOR), None)
     sqlite_base = next((t for t in targets if t.name == "sqlite-async-dependency"), None)
+    by_name = {target.name: target for target in targets}
+    variants = {variant.id: variant for variant in VARIANTS}
     rows = []
     for target in targets:
         base = sqlite_base if target.sqlite else floor
+        variant = variants.get(target.name)
+        lean = by_name.get(lean_name(variant.database, variant.driver)) if variant else None
         row: dict[str, Any] = {
             "target": target.name,
             "label": target.label,
@@ -562,6 +596,8 @@ def report(targets: list[Target], rounds: int, duration: float) -> dict[str, Any
             if base is not None:
                 numbers["ratio"] = numbers["rps"] / summarize(base, endpoint)["rps"]
                 numbers["p99_ratio"] = numbers["p99_ms"] / summarize(base, endpoint)["p99_ms"]
+            if lean is not None and endpoint in lean.runs:
+                numbers["lean_ratio"] = numbers["rps"] / summarize(lean, endpoint)["rps"]
             row[endpoint] = numbers
         rows.append(row)
     return {
@@ -576,6 +612,7 @@ def report(targets: list[Target], rounds: int, duration: float) -> dict[str, Any
 
 def markdown(results: dict[str, Any]) -> str:
     head = "| target | " + " | ".join(f"{label} req/s (×)" for label in ENDPOINTS.values())
+    head += " | × lean get / post / list"
     head += " | p99 ÷ mean get / post / list | CPU µs per request get / post / list"
     head += " | POSTs acknowledged / committed | non-2xx | socket errors |"
     lines = [
@@ -584,12 +621,14 @@ def markdown(results: dict[str, Any]) -> str:
         "(no overflow); medians over the rounds.",
         "",
         "PostgreSQL targets: × is the ratio to the floor. SQLite variants: × is the ratio to "
-        "sqlite-async-dependency. p99 ÷ mean: the 99th percentile latency over the mean one. "
+        "sqlite-async-dependency. × lean: a variant's throughput over the lean tutorial app's "
+        "of its database and driver kind (async or sync), served by the same packages. "
+        "p99 ÷ mean: the 99th percentile latency over the mean one. "
         "CPU µs per request: the server's processes, from /proc. Acknowledged: 2xx answers to "
         "POST /items; committed: their rows in the table once the server stopped.",
         "",
         head,
-        "|" + " --- |" * (len(ENDPOINTS) + 6),
+        "|" + " --- |" * (len(ENDPOINTS) + 7),
     ]
     for row in results["rows"]:
         cells = []
@@ -601,6 +640,8 @@ def markdown(results: dict[str, Any]) -> str:
             ratio = f" ({n['ratio']:.2f}×)" if "ratio" in n else ""
             cells.append(f"{n['rps']:,.0f}{ratio}")
         measured = [row[e] for e in ENDPOINTS if e in row]
+        leans = [row[e].get("lean_ratio") if e in row else None for e in ENDPOINTS]
+        lean = " / ".join(f"{x:.2f}" for x in leans) if None not in leans else "—"
         tail = " / ".join(f"{row[e]['p99_over_mean']:.1f}" if e in row else "—" for e in ENDPOINTS)
         cpu = " / ".join(f"{row[e]['cpu_us']:,.0f}" if e in row else "—" for e in ENDPOINTS)
         writes = f"{row['post']['acknowledged']:,} / {row['post']['committed']:,}"
@@ -608,7 +649,7 @@ def markdown(results: dict[str, Any]) -> str:
         errors = sum(n["socket_errors"] for n in measured)
         lines.append(
             f"| {row['target']} | " + " | ".join(cells)
-            + f" | {tail} | {cpu} | {writes} | {non_2xx} | {errors} |"
+            + f" | {lean} | {tail} | {cpu} | {writes} | {non_2xx} | {errors} |"
         )  # fmt: skip
     long_runs = [row for row in results["rows"] if row["durability"]]
     if long_runs:

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import String, Text, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from starlette.middleware.base import BaseHTTPMiddleware
+from tutorial_models import Item, ItemCreate, ItemPage, ItemRead
 
 engine = create_async_engine(
     os.environ["DATABASE_URL"],
@@ -23,35 +22,6 @@ engine = create_async_engine(
     pool_pre_ping=True,
 )
 SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Item(Base):
-    __tablename__ = "items"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    description: Mapped[str | None] = mapped_column(Text)
-
-
-class ItemCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    description: str | None = None
-
-
-class ItemRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    name: str
-    description: str | None
-
-
-class ItemPage(BaseModel):
-    items: list[ItemRead]
-    total: int
-
 
 app = FastAPI()
 
