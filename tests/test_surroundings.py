@@ -117,7 +117,9 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
     assert_proxy(project, services["proxy"])
     if variant.database == "postgresql":
         db = services["db"]
-        assert set(services) == {"db", "migrate", "app", "proxy", "pgbouncer", "app-pgbouncer"}
+        assert set(services) == {
+            "db", "migrate", "app", "proxy", "pgbouncer", "app-pgbouncer", "standby", "app-standby"
+        }  # fmt: skip
         assert "profiles" not in app
         assert re.fullmatch(r"postgres:\d+\.\d+-\w+", db["image"]), "pin the postgres image"
         assert "pg_isready" in " ".join(db["healthcheck"]["test"])
@@ -128,6 +130,7 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
             url == f"postgresql+{variant.sqlalchemy_driver}://postgres:postgres@db:5432/{PACKAGE}"
         )
         assert_pgbouncer_profile(compose, variant)
+        assert_standby_profile(compose, variant)
     else:
         assert set(services) == {"migrate", "app", "proxy"}
         assert app["volumes"] == migrate["volumes"] == ["app-data:/data"]
@@ -162,6 +165,46 @@ def assert_proxy(project: Path, proxy: dict[str, Any]) -> None:
     assert "server app:8000;" in config  # the image's --port 8000
     assert "listen 80 default_server;" in config
     assert "client_body_temp_path body;" in config
+
+
+def assert_standby_profile(compose: dict[str, Any], variant: Variant) -> None:
+    """``--profile standby``: a hot standby of db, applying commits late, and an app on :8002
+    that reads from it."""
+    services = compose["services"]
+    db, standby, app = services["db"], services["standby"], services["app-standby"]
+    assert standby["profiles"] == app["profiles"] == ["standby"]
+    assert standby["image"] == db["image"]
+    assert standby["user"] == "postgres"
+    script = standby["command"][-1]
+    assert standby["command"][:2] == ["bash", "-c"]
+    # Copied once from db with its streaming settings, then served (compose's $$ is $).
+    assert 'if [ ! -s "$$PGDATA/PG_VERSION" ]' in script
+    assert "pg_basebackup --host=db --username=postgres" in script
+    assert "--write-recovery-conf --wal-method=stream" in script
+    assert "recovery_min_apply_delay = '1s'" in script
+    assert script.strip().endswith("exec postgres")
+    assert standby["volumes"] == ["standby-data:/var/lib/postgresql/data"]
+    assert "standby-data" in compose["volumes"]
+    assert standby["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert "pg_isready" in " ".join(standby["healthcheck"]["test"])
+    # db lets standbys replicate: a script its image runs once, on a new volume.
+    (access,) = db["configs"]
+    assert access == {
+        "source": "replication-access",
+        "target": "/docker-entrypoint-initdb.d/replication-access.sh",
+    }
+    content = compose["configs"]["replication-access"]["content"]
+    assert 'echo "host replication all all scram-sha-256" >> "$$PGDATA/pg_hba.conf"' in content
+    scheme = f"postgresql+{variant.sqlalchemy_driver}"
+    assert app["environment"] == {
+        "DATABASE_URL": f"{scheme}://postgres:postgres@db:5432/{PACKAGE}",
+        "DATABASE_REPLICA_URLS": f"{scheme}://postgres:postgres@standby:5432/{PACKAGE}",
+    }
+    assert app["ports"] == ["8002:8000"]
+    assert app["depends_on"] == {
+        "standby": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
+    }
 
 
 def assert_pgbouncer_profile(compose: dict[str, Any], variant: Variant) -> None:
@@ -313,7 +356,7 @@ def test_license(cookies: Cookies, license: str) -> None:
 
 
 def test_every_setting_is_documented(baked: tuple[Variant, Path]) -> None:
-    _, project = baked
+    variant, project = baked
     tree = ast.parse((project / f"src/{PACKAGE}/settings.py").read_text())
     settings = next(
         node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Settings"
@@ -327,8 +370,13 @@ def test_every_setting_is_documented(baked: tuple[Variant, Path]) -> None:
     example = (project / ".env.example").read_text().splitlines()
 
     assert "WEB_CONCURRENCY" in names
+    # SQLite refuses standbys: its README says so, its .env.example offers none.
+    refused = {"DATABASE_REPLICA_URLS"} if variant.database == "sqlite" else set()
     for name in names:
         assert f"| `{name}` |" in readme, f"{name} is missing from the README's settings table"
+        if name in refused:
+            assert not any(line.startswith(f"{name}=") for line in example), name
+            continue
         assert any(line.startswith(f"{name}=") for line in example), f"{name} not in .env.example"
     # Read by the service too, not a setting: documented all the same.
     assert "| `PROMETHEUS_MULTIPROC_DIR` |" in readme

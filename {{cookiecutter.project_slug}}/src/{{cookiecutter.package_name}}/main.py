@@ -14,6 +14,9 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from . import health, observability
+{% if cookiecutter.database == "postgresql" %}
+from .consistency import ConsistencyMiddleware
+{% endif %}
 from .db.unit import Database
 from .errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_error_handlers
 from .http import HostMiddleware, SecurityHeadersMiddleware
@@ -36,6 +39,10 @@ def middleware(settings: Settings) -> list[Middleware]:
     - the request id is set first, so every line logged below carries it;
     - every answer gets the security headers, the last resort's 500 included;
     - a request for a host the service does not serve is refused before any work;
+{% if cookiecutter.database == "postgresql" %}
+    - with standbys, a request's consistency token is read before any unit of work
+      begins, and a request that wrote gets one once all its units have ended;
+{% endif %}
     - the access log sees the final status: the 500 of an unexpected error{% if cookiecutter.session_strategy == "middleware" %} and
       the answer to a commit that failed{% endif %};
     - the 500 of an unexpected error is the answer of last resort for all within;
@@ -45,11 +52,23 @@ def middleware(settings: Settings) -> list[Middleware]:
     - the request's session ends when its response starts, inside everything
       that reports on that response{% endif %}.
     """
+{% if cookiecutter.database == "postgresql" %}
+    consistency = [
+        Middleware(
+            ConsistencyMiddleware,
+            max_lag=settings.db_replica_max_lag,
+            check_interval=settings.db_replica_check_interval,
+        )
+    ]
+{% endif %}
     return [
         Middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_request_id),
         Middleware(SecurityHeadersMiddleware),
         Middleware(AccessMiddleware),
         Middleware(HostMiddleware, allowed=settings.allowed_hosts),
+{% if cookiecutter.database == "postgresql" %}
+        *(consistency if settings.database_replica_urls else []),
+{% endif %}
         Middleware(UnexpectedErrorMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body),
         Middleware(idempotency.IdempotencyMiddleware, ttl=settings.idempotency_key_ttl),
@@ -70,11 +89,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database(settings)
         app.state.database = database
         log_connection_budget(settings)
-        purging = asyncio.create_task(purge_expired_keys(database, settings.idempotency_key_ttl))
+        tasks = [asyncio.create_task(purge_expired_keys(database, settings.idempotency_key_ttl))]
+{% if cookiecutter.database == "postgresql" %}
+        if database.replicas:
+            interval = settings.db_replica_check_interval
+            tasks.append(asyncio.create_task(database.watch_standbys(interval)))
+{% endif %}
         try:
             yield
         finally:
-            purging.cancel()
+            for task in tasks:
+                task.cancel()
             await database.dispose()
             worker_stopped()
 
@@ -100,13 +125,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def log_connection_budget(settings: Settings) -> None:
     """How many database connections this worker, and all workers of this process, may open."""
-    per_worker = settings.db_pool_size + settings.db_max_overflow
+    per_server = settings.db_pool_size + settings.db_max_overflow
+{% if cookiecutter.database == "postgresql" %}
+    servers = 1 + len(settings.database_replica_urls)
+    standbys = f" to each of {servers} servers: the primary, its standbys" if servers > 1 else ""
+    per_worker = per_server * servers
     logger.info(
-        "Database connections: up to %d in this worker (DB_POOL_SIZE=%d + DB_MAX_OVERFLOW=%d),"
+        "Database connections: up to %d in this worker (DB_POOL_SIZE=%d + DB_MAX_OVERFLOW=%d%s),"
         " %d in all %d workers (WEB_CONCURRENCY)",
         per_worker,
         settings.db_pool_size,
         settings.db_max_overflow,
+        standbys,
         per_worker * settings.web_concurrency,
         settings.web_concurrency,
     )
+{% else %}
+    logger.info(
+        "Database connections: up to %d in this worker (DB_POOL_SIZE=%d + DB_MAX_OVERFLOW=%d),"
+        " %d in all %d workers (WEB_CONCURRENCY)",
+        per_server,
+        settings.db_pool_size,
+        settings.db_max_overflow,
+        per_server * settings.web_concurrency,
+        settings.web_concurrency,
+    )
+{% endif %}

@@ -39,10 +39,28 @@ def _none_if_empty(value: Any) -> Any:
     return None if value == "" else value
 
 
+def _urls(value: Any) -> Any:
+    if isinstance(value, str):
+        return [url.strip() for url in value.split(",") if url.strip()]
+    return value
+
+
 def _comma_separated(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip().lower() for item in value.split(",") if item.strip()]
     return value
+
+
+def _of_this_variants_driver(url: str) -> str:
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except (ArgumentError, ValueError):
+        raise ValueError(f"is not a database URL; expected {URL_SCHEME}://...") from None
+    # sqlite:// names the same driver as sqlite+pysqlite://, postgresql:// as +psycopg.
+    if f"{dialect.name}+{dialect.driver}" != URL_SCHEME:
+        raise ValueError(f"names {parsed.drivername!r}; this service runs on {URL_SCHEME}://...")
+    return url
 
 
 class Settings(BaseSettings):
@@ -70,6 +88,20 @@ class Settings(BaseSettings):
     # ends it; 0 switches a guard off (see db/engine.py).
     db_statement_timeout: float = Field(default=30.0, ge=0)
     db_idle_in_transaction_timeout: float = Field(default=60.0, ge=0)
+    # Hot standbys that read-only units of work read from, comma-separated URLs of
+    # the same driver; empty: every unit of work on the primary (see db/replicas.py).
+    database_replica_urls: Annotated[list[str], NoDecode, BeforeValidator(_urls)] = []
+    # Seconds a read that must see a client's write waits for a standby to replay
+    # it, before it reads from the primary instead.
+    db_replica_wait: float = Field(default=0.1, ge=0)
+    # A standby replaying more than this many seconds behind the primary is out of
+    # rotation until it catches up; so is one that is down, or promoted.
+    db_replica_max_lag: float = Field(default=30.0, gt=0)
+    # Seconds between checks of each standby: its lag, and whether it is back.
+    db_replica_check_interval: float = Field(default=1.0, gt=0)
+{% else %}
+    # SQLite has no standbys: the setting of the PostgreSQL variants is refused.
+    database_replica_urls: Annotated[list[str], NoDecode, BeforeValidator(_urls)] = []
 {% endif %}
     # Seconds the answer to a write with an Idempotency-Key is kept (see idempotency/).
     idempotency_key_ttl: float = Field(default=24 * 60 * 60, gt=0)
@@ -102,17 +134,27 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _names_this_variants_driver(cls, url: str) -> str:
-        try:
-            parsed = make_url(url)
-            dialect = parsed.get_dialect()
-        except (ArgumentError, ValueError):
-            raise ValueError(f"is not a database URL; expected {URL_SCHEME}://...") from None
-        # sqlite:// names the same driver as sqlite+pysqlite://, postgresql:// as +psycopg.
-        if f"{dialect.name}+{dialect.driver}" != URL_SCHEME:
-            raise ValueError(
-                f"names {parsed.drivername!r}; this service runs on {URL_SCHEME}://..."
-            )
-        return url
+        return _of_this_variants_driver(url)
+{% if cookiecutter.database == "postgresql" %}
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _name_this_variants_driver_too(cls, urls: list[str]) -> list[str]:
+        for number, url in enumerate(urls, start=1):
+            try:
+                _of_this_variants_driver(url)
+            except ValueError as error:
+                raise ValueError(f"the URL number {number} {error}") from None
+        return urls
+{% else %}
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _has_no_standbys(cls, urls: list[str]) -> list[str]:
+        if urls:
+            raise ValueError("SQLite has no standbys to read from; leave it empty")
+        return urls
+{% endif %}
 
 
 def problems(error: ValidationError) -> list[str]:

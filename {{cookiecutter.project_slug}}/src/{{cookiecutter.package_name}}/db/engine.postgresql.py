@@ -124,10 +124,11 @@ _PGBOUNCER_CONNECT_ARGS: dict[str, Any] = {
 {% endif %}
 
 
-def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engine" }}:
-    """An engine for ``settings.database_url``; the caller disposes of it."""
+def build_engine(settings: Settings, url: str | None = None) -> {{ "AsyncEngine" if is_async else "Engine" }}:
+    """An engine for ``url`` (by default ``settings.database_url``: the primary; a
+    standby's gets the same pool and settings); the caller disposes of it."""
     engine = {{ "create_async_engine" if is_async else "create_engine" }}(
-        settings.database_url,
+        url or settings.database_url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,

@@ -1,5 +1,6 @@
 {% set is_async = cookiecutter.driver == "async" %}
 {% set Session = "AsyncSession" if is_async else "Session" %}
+{% set is_pg = cookiecutter.database == "postgresql" %}
 """The unit of work: how every request, background task and script uses the database.
 
 A unit of work gets one session of its own and ends in one of two ways:
@@ -57,6 +58,16 @@ of work before the application runs, to claim the key, and shares it
 (``share()``): the request's session joins it (``begin(join=True)``) instead
 of beginning one of its own. Ending a joined session leaves the commit to the
 unit's owner, and a rollback makes the owner's commit a rollback too.
+{% if is_pg %}
+
+**Standbys** (``DATABASE_REPLICA_URLS``): a read-only unit of work runs on
+a standby in rotation that has replayed what its request must see, and on
+the primary otherwise (``replicas.py``: the consistency model); a unit that
+cannot connect to its standby, or whose first statement found the connection
+dead, reads from the primary instead. A unit that wrote leaves, once
+committed, the primary's WAL position for its request's token.
+``open_session(primary=True)`` reads from the primary whatever it does.
+{% endif %}
 """
 
 import asyncio
@@ -80,8 +91,23 @@ from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 {% endif %}
 
 from ..settings import Settings
-from .engine import DEADLINE, build_engine, read_only_options
+from .engine import DEADLINE, build_engine{{ ", failure_of" if is_pg }}, read_only_options
+{% if is_pg %}
+from .errors import Failure
+{% endif %}
 from .metrics import POOL_WAITING, observe_pool
+{% if is_pg %}
+from .replicas import (
+    PRIMARY,
+    Replicas,
+    Standby,
+    positions,
+    record,
+    replayed_position,
+    standby_state,
+    written_position,
+)
+{% endif %}
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +128,14 @@ class ReadOnlyError(InvalidRequestError):
 
 class UnitSession(Session):
     """The session of a unit of work: ``info`` holds ``writes``, what it promised, and
-    ``name``, what it is (such as ``GET /items/{item_id}``)."""
+    ``name``, what it is (such as ``GET /items/{item_id}``){% if is_pg %}; ``standby``, the
+    standby it reads from, if it does{% endif %}."""
+{% if is_pg %}
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+        standby = self.info.get("standby")
+        return standby.engine{{ ".sync_engine" if is_async }} if standby else super().get_bind(*args, **kwargs)
+{% endif %}
 
 
 class Database:
@@ -117,20 +150,37 @@ class Database:
             expire_on_commit=False,
             close_resets_only=False,
         )
-        self._places = asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow)
+        connections = settings.db_pool_size + settings.db_max_overflow
+        self._places = asyncio.Semaphore(connections)
 {% else %}
         self.sessionmaker = sessionmaker(
             self.engine, class_=UnitSession, expire_on_commit=False, close_resets_only=False
         )
         connections = settings.db_pool_size + settings.db_max_overflow
         self._places = asyncio.Semaphore(connections)
+{% if is_pg %}
+        # Each server's sessions may all be busy in the session threads at once.
+        self._threads = CapacityLimiter(connections * (1 + len(settings.database_replica_urls)))
+{% else %}
         self._threads = CapacityLimiter(connections)
+{% endif %}
 {% endif %}
         self._timeout = settings.db_pool_timeout
         # The execution options of a unit of work that writes, or not (engine.py).
         self._options = {True: {"writes": True}, False: read_only_options(settings)}
         event.listen(self.engine{{ ".sync_engine" if is_async }}, "before_cursor_execute", _count_statement)
         observe_pool(self.engine.pool)
+{% if is_pg %}
+        standbys = [
+            Standby(url, build_engine(settings, url), asyncio.Semaphore(connections))
+            for url in settings.database_replica_urls
+        ]
+        for standby in standbys:
+            event.listen(standby.engine{{ ".sync_engine" if is_async }}, "before_cursor_execute", _count_statement)
+        self.replicas = Replicas(
+            standbys, wait=settings.db_replica_wait, max_lag=settings.db_replica_max_lag
+        )
+{% endif %}
 
     def join(self, connection: {{ "AsyncConnection" if is_async else "Connection" }}) -> None:
         """Run every session inside ``connection``'s transaction, each in a SAVEPOINT of
@@ -138,13 +188,24 @@ class Database:
         A joined session cannot choose its isolation level: read-only ones join too."""
         self.sessionmaker.configure(bind=connection, join_transaction_mode="create_savepoint")
         self._options[False] = {"writes": False}
+{% if is_pg %}
+        self.replicas.standbys.clear()  # every session reads in the connection's transaction
+{% endif %}
 
     @asynccontextmanager
     async def open_session(
-        self, *, writes: bool = True, name: str = "open_session()", join: bool = False
+        self,
+        *,
+        writes: bool = True,
+        name: str = "open_session()",
+        join: bool = False,
+{% if is_pg %}
+        primary: bool = False,
+{% endif %}
     ) -> AsyncIterator[{{ Session }}]:
         """A unit of work of its own, for work outside a request: committed when the
-        block succeeds, rolled back when it raises (``join``: see ``begin()``).
+        block succeeds, rolled back when it raises (``join``: see ``begin()``{% if is_pg %};
+        ``primary``: it reads from the primary even if it only reads{% endif %}).
 
 {% if is_async %}
         ``async with database.open_session() as session: ...``
@@ -152,7 +213,7 @@ class Database:
         ``async with database.open_session() as session: await database.run(session, ...)``
 {% endif %}
         """
-        session = await self.begin(writes=writes, name=name, join=join)
+        session = await self.begin(writes=writes, name=name, join=join{{ ", primary=primary" if is_pg }})
         try:
             yield session
         except BaseException:
@@ -161,7 +222,14 @@ class Database:
         await self.end(session, commit=True)
 
     async def begin(
-        self, *, writes: bool = True, name: str = "A unit of work", join: bool = False
+        self,
+        *,
+        writes: bool = True,
+        name: str = "A unit of work",
+        join: bool = False,
+{% if is_pg %}
+        primary: bool = False,
+{% endif %}
     ) -> {{ Session }}:
         """A new session that holds a connection, once one is free (see above); with
         ``join``, the unit of work shared in this context, if there is one."""
@@ -170,24 +238,119 @@ class Database:
             shared.info["joined"] += 1
             return shared
         deadline = time.monotonic() + self._timeout
+{% if is_pg %}
+        if not writes and not primary and self.replicas:
+            session = await self._begin_on_a_standby(name, deadline)
+            if session is not None:
+                return session
+            record(PRIMARY)
+{% endif %}
+        return await self._begin(self._places, writes=writes, name=name, deadline=deadline)
+
+    async def _begin(
+        self,
+        places: asyncio.Semaphore,
+        *,
+        writes: bool,
+        name: str,
+        deadline: float,
+{% if is_pg %}
+        standby: Standby | None = None,
+{% endif %}
+    ) -> {{ Session }}:
         POOL_WAITING.inc()
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._places.acquire()
+            async with asyncio.timeout(deadline - time.monotonic()):
+                await places.acquire()
         except TimeoutError:
             message = f"No database connection was free within {self._timeout:g} s."
             raise PoolTimeoutError(message) from None
         finally:
             POOL_WAITING.dec()
-        session = self.sessionmaker(info={"writes": writes, "name": name})
+        info: dict[str, Any] = {"writes": writes, "name": name, "places": places}
+{% if is_pg %}
+        if standby is not None:
+            info["standby"] = standby
+{% endif %}
+        session = self.sessionmaker(info=info)
         try:
             await self.run(session, _connect, self._options[writes], deadline)
         except BaseException:
             with CancelScope(shield=True):
                 await self._finish(session, commit=False)
             raise
-        observe_pool(self.engine.pool)
+        self._observe(session)
         return session
+{% if is_pg %}
+
+    async def _begin_on_a_standby(self, name: str, deadline: float) -> {{ Session }} | None:
+        """A read-only session on a standby in rotation that has replayed what this context
+        must see, within ``DB_REPLICA_WAIT``; ``None``: read from the primary."""
+        standbys = self.replicas.in_turn()
+        if not standbys:
+            return None
+        context = positions()
+        required = context.required if context is not None else None
+        if required is not None:
+            # One that is known to be far enough, else the next one's turn, if it gets there.
+            standbys = [s for s in standbys if s.replayed >= required] or standbys[:1]
+        standby = standbys[0]
+        try:
+            session = await self._begin(
+                standby.places, writes=False, name=name, deadline=deadline, standby=standby
+            )
+        except DBAPIError as error:
+            # Down, starting, refusing this service: its reads go elsewhere meanwhile.
+            standby.take_out(f"it cannot be reached ({type(error.orig).__name__})")
+            return None
+        if required is not None and standby.replayed < required:
+            waited_out = min(deadline, time.monotonic() + self.replicas.wait)
+            while True:
+                try:
+                    standby.saw(await self.run(session, _replayed))
+                except DBAPIError:
+                    standby.take_out("it stopped answering")
+                    with CancelScope(shield=True):
+                        await self._finish(session, commit=False)
+                    return None
+                if standby.replayed >= required:
+                    break
+                if time.monotonic() >= waited_out:
+                    with CancelScope(shield=True):
+                        await self._finish(session, commit=False)
+                    return None
+                await asyncio.sleep(min(0.005, max(waited_out - time.monotonic(), 0)))
+        record(standby.name)
+        return session
+
+    async def watch_standbys(self, interval: float) -> None:
+        """Check each standby every ``interval`` seconds, and take it out of rotation or
+        put it back by what it says (``replicas.py``); runs until cancelled."""
+        while True:
+            for standby in self.replicas.standbys:
+                self.replicas.judge(standby, await self._check(standby))
+            await asyncio.sleep(interval)
+
+    async def _check(self, standby: Standby) -> tuple[bool, int | None, float] | None:
+        """What ``standby`` says of itself; ``None`` if it cannot be asked."""
+        try:
+            session = await self._begin(
+                standby.places,
+                writes=False,
+                name="A standby's check",
+                deadline=time.monotonic() + self._timeout,
+                standby=standby,
+            )
+        except (DBAPIError, PoolTimeoutError, OSError):
+            return None
+        try:
+            return await self.run(session, standby_state)
+        except DBAPIError:
+            return None
+        finally:
+            with CancelScope(shield=True):
+                await self._finish(session, commit=False)
+{% endif %}
 
     def share(self, session: {{ Session }}) -> None:
         """Let the sessions begun with ``join=True`` in this context (the request's) join
@@ -214,7 +377,14 @@ class Database:
                 await self.end(session, commit=False)
                 raise
         with CancelScope(shield=True):
+{% if is_pg %}
+            position = await self._finish(session, commit=commit)
+        context = positions()
+        if position is not None and context is not None:
+            context.wrote(position)
+{% else %}
             await self._finish(session, commit=commit)
+{% endif %}
 
     async def run{{ "" if cookiecutter.python_version == "3.11" else "[T]" }}(self, session: {{ Session }}, call: Callable[..., T], *args: Any) -> T:
 {% if is_async %}
@@ -229,24 +399,52 @@ class Database:
 {% endif %}
 
     async def ping(self) -> None:
+{% if is_pg %}
+        """Raise unless the primary answers a query (standbys alone cannot take writes)."""
+        async with self.open_session(writes=False, name="ping()", primary=True) as session:
+{% else %}
         """Raise unless the database answers a query."""
         async with self.open_session(writes=False, name="ping()") as session:
+{% endif %}
             await self.run(session, Session.execute, select(1))
 
     async def dispose(self) -> None:
         """Close every pooled connection; the service is stopping."""
+{% if is_pg %}
+        for engine in [self.engine, *(standby.engine for standby in self.replicas.standbys)]:
 {% if is_async %}
+            await engine.dispose()
+{% else %}
+            await to_thread.run_sync(engine.dispose, limiter=self._threads)
+{% endif %}
+{% elif is_async %}
         await self.engine.dispose()
 {% else %}
         await to_thread.run_sync(self.engine.dispose, limiter=self._threads)
 {% endif %}
 
-    async def _finish(self, session: {{ Session }}, *, commit: bool) -> None:
+    async def _finish(self, session: {{ Session }}, *, commit: bool) -> {{ "int | None" if is_pg else "None" }}:
+{% if is_pg %}
+        # A commit that must tell where it left the primary (see replicas.py).
+        tells = bool(self.replicas) and session.info["writes"] and positions() is not None
+        try:
+            return await self.run(session, _finish, commit, self._options[False] if tells else None)
+{% else %}
         try:
             await self.run(session, _finish, commit)
+{% endif %}
         finally:
-            self._places.release()
-            observe_pool(self.engine.pool)
+            session.info["places"].release()
+            self._observe(session)
+
+    def _observe(self, session: {{ Session }}) -> None:
+{% if is_pg %}
+        standby: Standby | None = session.info.get("standby")
+        if standby is not None:
+            standby.observe_pool()
+            return
+{% endif %}
+        observe_pool(self.engine.pool)
 
 
 def _connect(session: Session, options: dict[str, Any], deadline: float) -> None:
@@ -263,9 +461,17 @@ def _count_statement(connection: Connection, *_args: Any) -> None:
     connection.info[_SENT] = connection.info.get(_SENT, 0) + 1
 
 
+{% if is_pg %}
+def _finish(session: Session, commit: bool, tell: dict[str, Any] | None) -> int | None:
+    """Commit (or roll back), then close ``session``. A failed commit is rolled back
+    and raised; a failed rollback is logged and the connection discarded. With
+    ``tell`` (a read's execution options), the primary's WAL position after the commit."""
+    position = None
+{% else %}
 def _finish(session: Session, commit: bool) -> None:
     """Commit (or roll back), then close ``session``. A failed commit is rolled back
     and raised; a failed rollback is logged and the connection discarded."""
+{% endif %}
     try:
         if commit:
             try:
@@ -273,10 +479,25 @@ def _finish(session: Session, commit: bool) -> None:
             except BaseException:
                 _roll_back(session)
                 raise
+{% if is_pg %}
+            if tell is not None:
+                position = written_position(session, tell)
+{% endif %}
         else:
             _roll_back(session)
     finally:
         session.close()
+{% if is_pg %}
+    return position
+
+
+def _replayed(session: Session) -> int:
+    """How far the session's standby has replayed. The check is no statement of the unit's
+    own: its first statement still runs again if it finds the connection dead."""
+    replayed = replayed_position(session)
+    session.connection().info[_SENT] = 0
+    return replayed
+{% endif %}
 
 
 def _roll_back(session: Session) -> None:
@@ -320,12 +541,25 @@ def _run_a_first_statement_again_on_a_dead_connection(execution: ORMExecuteState
     try:
         return execution.invoke_statement()
     except DBAPIError as error:
+{% if is_pg %}
+        # On a standby, any sign that it is going away sends the unit to the primary.
+        on_standby = "standby" in session.info and failure_of(error) is Failure.UNAVAILABLE
+        if not (error.connection_invalidated or on_standby):
+            raise
+{% else %}
         if not error.connection_invalidated:
             raise
+{% endif %}
     logger.warning(
         "%s found its connection dead; running it again on a new one", session.info.get("name")
     )
-    session.rollback()
+    _roll_back(session)
+{% if is_pg %}
+    standby: Standby | None = session.info.pop("standby", None)
+    if standby is not None:
+        # The primary reads it instead: the standby may be going away.
+        standby.take_out("a connection to it was found dead")
+{% endif %}
     session.connection(execution_options=session.info["options"]).info[_SENT] = 0
     return execution.invoke_statement()
 
