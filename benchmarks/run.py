@@ -16,6 +16,7 @@ the README between its benchmark markers.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -41,6 +42,7 @@ from uv import find_uv_bin
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.matrix import VARIANTS, Variant, interpreter  # noqa: E402  (the template's table)
+from tests.private_postgres import PrivateCluster  # noqa: E402
 
 HERE = ROOT / "benchmarks"
 UV = find_uv_bin()
@@ -139,6 +141,8 @@ class Target:
     durability: dict[str, int] = field(default_factory=dict)
     table: str = "items"
     seed_columns: tuple[str, ...] = ("name", "description")
+    # The PostgreSQL server of its database (a private one for the standby targets).
+    server: str = POSTGRES_URL
 
 
 def log(message: str) -> None:
@@ -155,8 +159,8 @@ def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str
     return result.stdout
 
 
-def postgres_url(database: str, scheme: str = "postgresql") -> str:
-    return urlsplit(POSTGRES_URL)._replace(scheme=scheme, path=f"/{database}").geturl()
+def postgres_url(database: str, scheme: str = "postgresql", server: str = POSTGRES_URL) -> str:
+    return urlsplit(server)._replace(scheme=scheme, path=f"/{database}").geturl()
 
 
 def recreate_database(name: str) -> None:
@@ -180,7 +184,7 @@ def execute(target: Target, statement: str, rows: list[tuple[str, ...]] | None =
             connection.executemany(statement.replace("%s", "?"), rows or [()])
     else:
         with (
-            psycopg.connect(postgres_url(target.database)) as connection,
+            psycopg.connect(postgres_url(target.database, server=target.server)) as connection,
             connection.cursor() as cursor,
         ):
             if rows:
@@ -311,7 +315,9 @@ def app_target(name: str, label: str, app: str, project: Variant, work: Path) ->
     return Target(name, label, command, cwd, env, database, sqlite=project.database == "sqlite")
 
 
-def build_targets(variants: list[Variant], work: Path, workers: list[int]) -> list[Target]:
+def build_targets(
+    variants: list[Variant], work: Path, workers: list[int], clusters: list[PrivateCluster]
+) -> list[Target]:
     targets: list[Target] = []
     pool = {"DB_POOL_SIZE": str(POOL_SIZE), "DB_MAX_OVERFLOW": "0"}
     for variant in variants:
@@ -349,10 +355,65 @@ def build_targets(variants: list[Variant], work: Path, workers: list[int]) -> li
             app = f"lean_{driver}:app"
             references.append(app_target(name, label, app, project(database, driver), work))
     targets = references + targets
+    if not workers and STANDBY_VARIANT in {variant.id for variant in variants}:
+        targets += standby_targets(work, clusters)
     peer = None if workers else peer_target(work)
     if peer is not None:
         targets.append(peer)
     return sorted(targets, key=lambda t: (t.sqlite, t.name != FLOOR))
+
+
+# Reads on a hot standby, beside the same variant reading from its primary: both on a
+# private primary (and its standby) of tests/private_postgres.py, alike but for the
+# standby's URL.
+STANDBY_VARIANT = "postgresql-async-dependency"
+STANDBY_DATABASE = "bench_standby"
+
+
+def standby_targets(work: Path, clusters: list[PrivateCluster]) -> list[Target]:
+    """The STANDBY_VARIANT (baked already) served twice by a private primary: reading from
+    it, and reading from its hot standby; the clusters go to ``clusters``, to remove."""
+    try:
+        primary = PrivateCluster()
+    except (OSError, subprocess.CalledProcessError, AssertionError) as error:
+        log(f"SKIPPING THE STANDBY TARGETS: no private PostgreSQL cluster here ({error})")
+        return []
+    clusters.append(primary)
+    primary.start()
+    primary.create_database(STANDBY_DATABASE)
+    variant = next(v for v in VARIANTS if v.id == STANDBY_VARIANT)
+    scheme = f"postgresql+{variant.sqlalchemy_driver}"
+    project = work / variant.id / "my_service"
+    migrate(project, primary.url(STANDBY_DATABASE, scheme))
+    standby = primary.standby()
+    clusters.append(standby)
+    command = uvicorn(project / ".venv/bin/python", "my_service.__main__:worker_app", "--factory")
+    env = {
+        "DB_POOL_SIZE": str(POOL_SIZE),
+        "DB_MAX_OVERFLOW": "0",
+        "DATABASE_URL": primary.url(STANDBY_DATABASE, scheme),
+    }
+    on_standby = {**env, "DATABASE_REPLICA_URLS": standby.url(STANDBY_DATABASE, scheme)}
+    label = f"{variant.id} on a private primary"
+    return [
+        Target(f"{variant.id}-primary-reads", f"{label}, reads there", command, project, env,
+               STANDBY_DATABASE, server=primary.url()),
+        Target(f"{variant.id}-standby-reads", f"{label}, reads on its hot standby", command,
+               project, on_standby, STANDBY_DATABASE, server=primary.url()),
+    ]  # fmt: skip
+
+
+def remove_all(clusters: list[PrivateCluster]) -> None:
+    for cluster in clusters:
+        cluster.remove()
+
+
+def transactions_on(cluster: PrivateCluster) -> int:
+    """Transactions the cluster's bench database has run (a standby counts its own)."""
+    query = "SELECT xact_commit FROM pg_stat_database WHERE datname = %s"
+    with psycopg.connect(cluster.url(STANDBY_DATABASE)) as connection:
+        row = connection.execute(query, (STANDBY_DATABASE,)).fetchone()
+        return int(row[0]) if row else 0
 
 
 def peer_target(work: Path) -> Target | None:
@@ -475,7 +536,7 @@ def committed_rows(target: Target, prefix: str) -> int:
     if target.sqlite:
         with sqlite3.connect(target.database) as connection:
             return int(connection.execute(query).fetchone()[0])
-    with psycopg.connect(postgres_url(target.database)) as connection:
+    with psycopg.connect(postgres_url(target.database, server=target.server)) as connection:
         row = connection.execute(query.replace("%", "%%")).fetchone()
         return int(row[0]) if row else 0
 
@@ -651,6 +712,15 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['target']} | " + " | ".join(cells)
             + f" | {lean} | {tail} | {cpu} | {writes} | {non_2xx} | {errors} |"
         )  # fmt: skip
+    if "standby_transactions" in results:
+        ran = results["standby_transactions"]
+        lines += [
+            "",
+            f"{STANDBY_VARIANT}-primary-reads and -standby-reads: the same service on a private "
+            "primary on this machine, reading there or (with DATABASE_REPLICA_URLS) from its hot "
+            f"standby, on the same machine too. The standby ran {ran['standby']:,} transactions "
+            f"of their database during the run (its reads), the primary {ran['primary']:,}.",
+        ]
     long_runs = [row for row in results["rows"] if row["durability"]]
     if long_runs:
         seconds = long_runs[0]["durability"]["seconds"]
@@ -744,9 +814,12 @@ def main() -> None:
         )
     wanted = args.variants.split(",")
     variants = [v for v in VARIANTS if v.id in wanted]
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    clusters: list[PrivateCluster] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
+        stack.callback(remove_all, clusters)
         work = Path(tmp)
-        targets = build_targets(variants, work, workers)
+        targets = build_targets(variants, work, workers, clusters)
+        before = [transactions_on(cluster) for cluster in clusters]
         for target in targets:
             seed(target)
         for round_number in range(args.rounds):
@@ -760,8 +833,14 @@ def main() -> None:
                 if target.name in DURABILITY:
                     create_for_long(target, args.long_creates, work)
         results = report(targets, args.rounds, args.duration)
+        if clusters:
+            # Where the standby target's reads went: the standby's own count of them.
+            ran = [
+                transactions_on(cluster) - n for cluster, n in zip(clusters, before, strict=True)
+            ]
+            results["standby_transactions"] = {"primary": ran[0], "standby": ran[1]}
         for target in targets:
-            if not target.sqlite:
+            if not target.sqlite and target.server == POSTGRES_URL:
                 drop_database(target.database)
     table = markdown(results)
     if workers:

@@ -30,9 +30,10 @@ def free_port() -> int:
 
 
 class PrivateCluster:
-    """``initdb`` on construction; ``start``, ``restart``, ``crash``; ``remove`` at the end."""
+    """``initdb`` on construction; ``start``, ``restart``, ``crash``; ``remove`` at the end.
+    ``standby()``: a hot standby of it, a cluster of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, initdb: bool = True) -> None:
         self.bin = server_programs()
         self.root = Path(tempfile.mkdtemp(prefix="private-postgres-"))
         self.data = self.root / "data"
@@ -41,7 +42,8 @@ class PrivateCluster:
         self.as_root = os.geteuid() == 0
         if self.as_root:
             shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N")
+        if initdb:
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N")
 
     def _run(self, program: str, *args: str) -> None:
         command = [str(self.bin / program), *args]
@@ -66,6 +68,16 @@ class PrivateCluster:
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def standby(self) -> "PrivateCluster":
+        """A hot standby of this (running) cluster, streaming its WAL, started: copied with
+        ``pg_basebackup -R`` at once (a fast checkpoint)."""
+        standby = PrivateCluster(initdb=False)
+        address = ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        copy = ["-D", str(standby.data), "-R", "-X", "stream", "-c", "fast"]
+        standby._run("pg_basebackup", *address, *copy)
+        standby.start()
+        return standby
 
     def url(self, database: str = "postgres", scheme: str = "postgresql") -> str:
         return f"{scheme}://postgres@127.0.0.1:{self.port}/{database}"
