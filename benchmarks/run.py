@@ -367,7 +367,8 @@ def build_targets(
 # private primary (and its standby) of tests/private_postgres.py, alike but for the
 # standby's URL.
 STANDBY_VARIANT = "postgresql-async-dependency"
-STANDBY_DATABASE = "bench_standby"
+# A database each, as every target has: seeding one must not renumber the other's rows.
+STANDBY_DATABASES = {"primary-reads": "bench_primary_reads", "standby-reads": "bench_standby_reads"}
 
 
 def standby_targets(work: Path, clusters: list[PrivateCluster]) -> list[Target]:
@@ -380,27 +381,29 @@ def standby_targets(work: Path, clusters: list[PrivateCluster]) -> list[Target]:
         return []
     clusters.append(primary)
     primary.start()
-    primary.create_database(STANDBY_DATABASE)
     variant = next(v for v in VARIANTS if v.id == STANDBY_VARIANT)
     scheme = f"postgresql+{variant.sqlalchemy_driver}"
     project = work / variant.id / "my_service"
-    migrate(project, primary.url(STANDBY_DATABASE, scheme))
+    for database in STANDBY_DATABASES.values():
+        primary.create_database(database)
+        migrate(project, primary.url(database, scheme))
     standby = primary.standby()
     clusters.append(standby)
     command = uvicorn(project / ".venv/bin/python", "my_service.__main__:worker_app", "--factory")
-    env = {
-        "DB_POOL_SIZE": str(POOL_SIZE),
-        "DB_MAX_OVERFLOW": "0",
-        "DATABASE_URL": primary.url(STANDBY_DATABASE, scheme),
-    }
-    on_standby = {**env, "DATABASE_REPLICA_URLS": standby.url(STANDBY_DATABASE, scheme)}
-    label = f"{variant.id} on a private primary"
-    return [
-        Target(f"{variant.id}-primary-reads", f"{label}, reads there", command, project, env,
-               STANDBY_DATABASE, server=primary.url()),
-        Target(f"{variant.id}-standby-reads", f"{label}, reads on its hot standby", command,
-               project, on_standby, STANDBY_DATABASE, server=primary.url()),
-    ]  # fmt: skip
+    targets = []
+    for reads, database in STANDBY_DATABASES.items():
+        env = {
+            "DB_POOL_SIZE": str(POOL_SIZE),
+            "DB_MAX_OVERFLOW": "0",
+            "DATABASE_URL": primary.url(database, scheme),
+        }
+        label = f"{variant.id} on a private primary, reading there"
+        if reads == "standby-reads":
+            env["DATABASE_REPLICA_URLS"] = standby.url(database, scheme)
+            label = f"{variant.id} on a private primary, reading from its hot standby"
+        name = f"{variant.id}-{reads}"
+        targets.append(Target(name, label, command, project, env, database, server=primary.url()))
+    return targets
 
 
 def remove_all(clusters: list[PrivateCluster]) -> None:
@@ -409,10 +412,12 @@ def remove_all(clusters: list[PrivateCluster]) -> None:
 
 
 def transactions_on(cluster: PrivateCluster) -> int:
-    """Transactions the cluster's bench database has run (a standby counts its own)."""
+    """Transactions the standby-reads target's database has run on ``cluster`` (a standby
+    counts its own)."""
+    database = STANDBY_DATABASES["standby-reads"]
     query = "SELECT xact_commit FROM pg_stat_database WHERE datname = %s"
-    with psycopg.connect(cluster.url(STANDBY_DATABASE)) as connection:
-        row = connection.execute(query, (STANDBY_DATABASE,)).fetchone()
+    with psycopg.connect(cluster.url(database)) as connection:
+        row = connection.execute(query, (database,)).fetchone()
         return int(row[0]) if row else 0
 
 
@@ -718,8 +723,9 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"{STANDBY_VARIANT}-primary-reads and -standby-reads: the same service on a private "
             "primary on this machine, reading there or (with DATABASE_REPLICA_URLS) from its hot "
-            f"standby, on the same machine too. The standby ran {ran['standby']:,} transactions "
-            f"of their database during the run (its reads), the primary {ran['primary']:,}.",
+            "standby, on the same machine too. During the run the standby-reads target's "
+            f"database ran {ran['standby']:,} transactions on the standby (its reads) and "
+            f"{ran['primary']:,} on the primary.",
         ]
     long_runs = [row for row in results["rows"] if row["durability"]]
     if long_runs:

@@ -7,8 +7,10 @@ directory and port. The standby applies every commit ``DELAY`` seconds late
 (``recovery_min_apply_delay``), so a read that goes to it right after a write
 is certain to miss the write unless the service waits for it: with the
 consistency token every write is read back, and without it reads are stale —
-the proof that the test can fail. Reads are seen on the standby; the standby
-stopped mid-run, or promoted, costs no 5xx; tokens made up are no 500. Without
+the proof that the test can fail. Reads are seen on the standby, and
+background work reads there too unless it asks for the primary; the standby
+stopped mid-run, lagging past its bound, or promoted, leaves the rotation at
+no 5xx; tokens made up are no 500. Without
 the server programs the tests are skipped with a loud reason — unless ``CI``
 is set.
 """
@@ -27,12 +29,15 @@ from alembic import command
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 from prometheus_client import REGISTRY
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from {{ cookiecutter.package_name }}.consistency import (
     POSITION_COOKIE,
     POSITION_HEADER,
 )
 from {{ cookiecutter.package_name }}.db.unit import Database
+from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.settings import URL_SCHEME, Settings
 
 from .support import alembic_config, client_of, empty_database, free_port, running_app
@@ -299,6 +304,59 @@ async def test_the_standby_stopped_mid_run_costs_no_5xx(
     assert on_standby > 0
     assert served_after > 100
     assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+
+
+def fresh_names(session: Session) -> list[str]:
+    return list(session.scalars(select(Item.name).where(Item.name == "fresh")))
+
+
+async def test_background_work_reads_from_the_standby_unless_it_asks_for_the_primary(
+    replicated_app: FastAPI, servers: tuple[Server, Server]
+) -> None:
+    primary, _ = servers
+    database: Database = replicated_app.state.database
+    primary.sql("INSERT INTO items (name) VALUES ('fresh')")
+
+    async with database.open_session(writes=False) as session:
+        on_standby = await database.run(session, fresh_names)
+    async with database.open_session(writes=False, primary=True) as session:
+        on_primary = await database.run(session, fresh_names)
+
+    # The standby applies the insert DELAY seconds late; the primary has it.
+    assert on_standby == []
+    assert on_primary == ["fresh"]
+
+
+async def test_a_standby_lagging_past_the_bound_leaves_the_rotation_until_it_catches_up(
+    servers: tuple[Server, Server], settings: Settings
+) -> None:
+    primary, standby = servers
+    changes = {
+        "database_url": primary.url(),
+        "database_replica_urls": [standby.url()],
+        "db_replica_max_lag": DELAY / 3,
+        "db_replica_check_interval": 0.1,
+    }
+    try:
+        async with running_app(settings, **changes) as app, client_of(app) as client:
+            await until(lambda: in_rotation(app))
+            # Writes keep coming: the standby replays each one DELAY seconds late.
+            deadline = time.monotonic() + 10
+            n = 0
+            while await in_rotation(app):
+                assert time.monotonic() < deadline, "the lagging standby stayed in rotation"
+                assert (await client.post("/items", json={"name": f"lag-{n}"})).status_code == 201
+                n += 1
+                await asyncio.sleep(0.05)
+            # Out of rotation, reads without a token go to the primary: nothing is stale.
+            for n in range(10):
+                created = await client.post("/items", json={"name": f"while-out-{n}"})
+                client.cookies.clear()
+                assert (await client.get(f"/items/{created.json()['id']}")).status_code == 200
+            # Once the writes stop it catches up, and is back.
+            await until(lambda: in_rotation(app))
+    finally:
+        await empty_database(primary.url())
 
 
 async def test_a_promoted_standby_leaves_the_rotation(

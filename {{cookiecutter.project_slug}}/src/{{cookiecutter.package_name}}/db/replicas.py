@@ -69,9 +69,22 @@ STANDBY_IN_ROTATION = Gauge(
     ["standby"],
     multiprocess_mode="liveall",
 )
+# Each standby's pool, as db_pool_size, db_pool_checked_out and db_pool_overflow say the primary's.
+STANDBY_POOL_SIZE = Gauge(
+    "db_standby_pool_size",
+    "Connections each standby's pool keeps open (DB_POOL_SIZE)",
+    ["standby"],
+    multiprocess_mode="livesum",
+)
 STANDBY_POOL_CHECKED_OUT = Gauge(
     "db_standby_pool_checked_out",
     "Connections to each standby lent to a unit of work",
+    ["standby"],
+    multiprocess_mode="livesum",
+)
+STANDBY_POOL_OVERFLOW = Gauge(
+    "db_standby_pool_overflow",
+    "Connections open to each standby beyond DB_POOL_SIZE",
     ["standby"],
     multiprocess_mode="livesum",
 )
@@ -171,7 +184,9 @@ class Standby:
     def observe_pool(self) -> None:
         pool = self.engine.pool
         if isinstance(pool, QueuePool):
+            STANDBY_POOL_SIZE.labels(self.name).set(pool.size())
             STANDBY_POOL_CHECKED_OUT.labels(self.name).set(pool.checkedout())
+            STANDBY_POOL_OVERFLOW.labels(self.name).set(max(0, pool.overflow()))
 
 
 class Replicas:

@@ -177,6 +177,7 @@ class Database:
         ]
         for standby in standbys:
             event.listen(standby.engine{{ ".sync_engine" if is_async }}, "before_cursor_execute", _count_statement)
+            standby.observe_pool()
         self.replicas = Replicas(
             standbys, wait=settings.db_replica_wait, max_lag=settings.db_replica_max_lag
         )
