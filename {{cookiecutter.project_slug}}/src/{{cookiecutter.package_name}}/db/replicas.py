@@ -12,8 +12,9 @@ returned, the primary's WAL position: a point at or past its commit record
 position its client sent (``consistency.py``: the ``Consistency-Token``
 header or cookie) and after whatever the request itself wrote: a standby
 serves such a read only once it has replayed that far
-(``pg_last_wal_replay_lsn()``), waiting at most ``DB_REPLICA_WAIT`` seconds,
-and the primary serves it otherwise. So a client that sends back its token
+(``pg_last_wal_replay_lsn()``), waiting at most ``DB_REPLICA_WAIT`` seconds
+(not at all when its last check found it lagging by more), and the primary
+serves it otherwise. So a client that sends back its token
 reads its own writes, and never goes back in time behind them. A read
 without a token sees committed data at most the standby's lag old: up to
 ``DB_REPLICA_MAX_LAG`` seconds.
@@ -163,6 +164,8 @@ class Standby:
         # Out of rotation until the first check finds it well.
         self.in_rotation = False
         self.replayed = 0
+        # How far behind it replays, in seconds, as its last check found.
+        self.lag = 0.0
         STANDBY_IN_ROTATION.labels(self.name).set(0)
 
     def saw(self, replayed: int) -> None:
@@ -216,6 +219,7 @@ class Replicas:
             standby.take_out("it cannot be reached")
             return
         in_recovery, replayed, lag = state
+        standby.lag = lag
         STANDBY_LAG.labels(standby.name).set(lag)
         if not in_recovery or replayed is None:
             standby.take_out("it is not in recovery: it was promoted, or is no standby")

@@ -296,6 +296,10 @@ class Database:
             # One that is known to be far enough, else the next one's turn, if it gets there.
             standbys = [s for s in standbys if s.replayed >= required] or standbys[:1]
         standby = standbys[0]
+        behind = required is not None and standby.replayed < required
+        if behind and standby.lag > self.replicas.wait:
+            # It would not get there in time: waiting would only hold one of its connections.
+            return None
         try:
             session = await self._begin(
                 standby.places, writes=False, name=name, deadline=deadline, standby=standby
