@@ -98,8 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # Ended before the pools close: a task mid-query gives its connection back first.
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await database.dispose()
             worker_stopped()
 
