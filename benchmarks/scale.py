@@ -1,26 +1,29 @@
 """What a request costs as the table grows: the variants beside the tutorial app.
 
     python3 tasks.py scale [--rows 1000,100000,1000000,10000000] [--sqlite-rows 1000,...]
-                           [--duration SECONDS] [--variants ID,...]
+                           [--rounds N] [--duration SECONDS] [--variants ID,...]
 
-For each size, one database per engine is seeded once and shared by that
-engine's targets: on PostgreSQL one ``INSERT ... SELECT`` from
+For each engine and size, one database is migrated and seeded once and shared
+by that engine's targets: on PostgreSQL one ``INSERT ... SELECT`` from
 ``generate_series`` and ``VACUUM ANALYZE``, on SQLite one transaction. Each
-target is then served alone, as ``run.py`` serves it (one uvicorn worker,
-DB_POOL_SIZE=10), and wrk (32 connections) measures four requests:
+target is then served alone on each size, as ``run.py`` serves it (one uvicorn
+worker, DB_POOL_SIZE=10), and wrk (32 connections) measures four requests:
 ``GET /items/{id}`` (ids drawn across the whole table), ``POST /items``, the
 first page (``GET /items?limit=50``) and a page deep in the table: the one
 after the row ``rows - 100``, by the cursor the project's own ``paging.py``
 signs for it, and by ``?offset=rows-100`` for the tutorial app, which pages
 by offset and counts the table on every page, as tutorials do.
 
-Reported per size: the median and 99th-percentile latency, server CPU per
-request, and each median as a multiple of the same target's at the smallest
-size. Writes benchmarks/scale.json, scale.md and scale.png (log-log), and the tables
-into the README between its scale markers.
+Every (target, size) pair is measured once per round, the order rotating each
+round, so the machine's drift hits every size alike; reported are the medians
+over the rounds of the median and 99th-percentile latency and of the server
+CPU per request, and each median latency as a multiple of the same target's
+at the smallest size. Writes benchmarks/scale.json, scale.md and scale.png
+(log-log), and the tables into the README between its scale markers.
 """
 
 import argparse
+import dataclasses
 import json
 import re
 import sqlite3
@@ -191,28 +194,82 @@ def build_targets(variants: list[Variant], work: Path) -> list[bench.Target]:
     return targets
 
 
-def shared(targets: list[bench.Target]) -> list[bench.Target]:
-    """The targets, each engine's on one database: the first target's of that engine."""
-    first: dict[bool, bench.Target] = {}
-    for target in targets:
-        owner = first.setdefault(target.sqlite, target)
-        if owner is not target:
-            old = target.database
-            target.env = {
-                key: value.replace(old, owner.database) for key, value in target.env.items()
-            }
-            if not target.sqlite:
-                bench.drop_database(old)
-            target.database = owner.database
-    return targets
+def databases(
+    targets: list[bench.Target], sizes: dict[bool, list[int]], work: Path
+) -> dict[tuple[bool, int], str]:
+    """For each engine and size, a database (name or file) migrated by that engine's
+    first target's project and seeded: shared by all that engine's targets."""
+    made: dict[tuple[bool, int], str] = {}
+    for sqlite in (False, True):
+        engine = [t for t in targets if t.sqlite == sqlite]
+        for size in sizes[sqlite] if engine else []:
+            bench.log(f"seeding {size:,} rows ({'SQLite' if sqlite else 'PostgreSQL'})")
+            if sqlite:
+                database = str(work / f"scale-{size}.db")
+            else:
+                database = f"bench_scale_{size}"
+                bench.recreate_database(database)
+            owner = at(engine[0], database)
+            bench.migrate(owner.cwd, owner.env["DATABASE_URL"])
+            seed(owner, size)
+            made[sqlite, size] = database
+    return made
+
+
+def at(target: bench.Target, database: str) -> bench.Target:
+    """``target`` served on ``database`` instead of its own."""
+    env = {key: value.replace(target.database, database) for key, value in target.env.items()}
+    return dataclasses.replace(target, env=env, database=database, runs={})
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One request's measurements over the rounds: the median of each."""
+    return {
+        "p50_ms": statistics.median(m["p50_us"] for m in runs) / 1000,
+        "p99_ms": statistics.median(m["p99_us"] for m in runs) / 1000,
+        "cpu_us": round(statistics.median(m["cpu_us"] for m in runs)),
+        "rps": statistics.median(m["requests"] / (m["duration_us"] / 1e6) for m in runs),
+        "non_2xx": sum(m["non_2xx"] + m["socket_errors"] for m in runs),
+        "alone": any(m.get("alone", False) for m in runs),
+        "rounds": [m["p50_us"] / 1000 for m in runs],
+    }
+
+
+# How much a request's median latency may grow from the smallest size to the largest.
+BOUNDS = {"first": 1.5, "deep": 1.5, "get": 1.2, "post": 1.2}
+
+
+def bounds(results: dict[str, Any]) -> list[str]:
+    """The variants at their engine's largest size against ``BOUNDS``."""
+    lines = [
+        "**At the largest size, against the bounds** (× the median latency at the smallest"
+        " size; first and deep page ≤ 1.5×, get and create ≤ 1.2×)",
+        "",
+        "| target | rows | " + " | ".join(REQUESTS[name] for name in BOUNDS) + " |",
+        "| --- | ---: |" + " --- |" * len(BOUNDS),
+    ]
+    held = cells = 0
+    for target in sorted({row["target"] for row in results["rows"]} - {TUTORIAL}):
+        row = max((r for r in results["rows"] if r["target"] == target), key=lambda r: r["rows"])
+        marks = []
+        for name, bound in BOUNDS.items():
+            growth = row[name]["growth"]
+            ok = growth <= bound and not row[name]["non_2xx"]
+            held += ok
+            cells += 1
+            marks.append(f"×{growth:.2f} {'within' if ok else '**over**'}")
+        lines.append(f"| {target} | {row['rows']:,} | " + " | ".join(marks) + " |")
+    return [*lines, "", f"{held} of {cells} within their bounds.", ""]
 
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {results['machine']}. wrk, 32 connections, {results['duration']:g} s per"
-        " request and size; one uvicorn worker per target. Median latency in ms (× its value"
-        " at the smallest size), then p99 ms and server CPU µs per request.",
+        f" request, size and round, {results['rounds']} rounds in rotating order; one uvicorn"
+        " worker per target. Medians over the rounds: median latency in ms (× its value at the"
+        " smallest size), then p99 ms and server CPU µs per request.",
         "",
+        *bounds(results),
     ]
     for name, title in REQUESTS.items():
         targets = sorted({row["target"] for row in results["rows"]})
@@ -279,44 +336,54 @@ def main() -> None:
     )
     parser.add_argument("--rows", default=SIZES, help="PostgreSQL sizes (default: %(default)s)")
     parser.add_argument("--sqlite-rows", default=SQLITE_SIZES, help="default: %(default)s")
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per request")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per request")
     parser.add_argument("--variants", default=",".join(v.id for v in bench.VARIANTS))
     args = parser.parse_args()
     sizes = {False: [int(n) for n in args.rows.split(",")]}
     sizes[True] = [int(n) for n in args.sqlite_rows.split(",")]
     wanted = args.variants.split(",")
     variants = [v for v in bench.VARIANTS if v.id in wanted]
-    rows: list[dict[str, Any]] = []
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         work = Path(tmp)
-        targets = shared(build_targets(variants, work))
-        for sqlite in (False, True):
-            engine = [t for t in targets if t.sqlite == sqlite]
-            for size in sizes[sqlite] if engine else []:
-                bench.log(f"seeding {size:,} rows ({'SQLite' if sqlite else 'PostgreSQL'})")
-                seed(engine[0], size)
-                for target in engine:
-                    measured = measure(target, size, args.duration, work)
-                    rows.append({"target": target.name, "rows": size, **{
-                        name: {
-                            "p50_ms": m["p50_us"] / 1000,
-                            "p99_ms": m["p99_us"] / 1000,
-                            "cpu_us": m["cpu_us"],
-                            "rps": m["requests"] / (m["duration_us"] / 1e6),
-                            "non_2xx": m["non_2xx"] + m["socket_errors"],
-                            "alone": m.get("alone", False),
-                        }
-                        for name, m in measured.items()
-                    }})  # fmt: skip
+        targets = build_targets(variants, work)
+        made = databases(targets, sizes, work)
+        pairs = [(t, size) for t in targets for size in sizes[t.sqlite]]
+        for number in range(args.rounds):
+            bench.log(f"round {number + 1} of {args.rounds}")
+            shift = number * len(pairs) // args.rounds
+            for target, size in pairs[shift:] + pairs[:shift]:
+                measured = measure(at(target, made[target.sqlite, size]), size, args.duration, work)
+                for name, m in measured.items():
+                    runs.setdefault((target.name, size), []).append({"request": name, **m})
         for target in targets:
             if not target.sqlite:
                 bench.drop_database(target.database)
-                break
+        for (sqlite, _), database in made.items():
+            if not sqlite:
+                bench.drop_database(database)
+    rows: list[dict[str, Any]] = [
+        {
+            "target": name,
+            "rows": size,
+            **{
+                request: median_of([m for m in measured if m["request"] == request])
+                for request in REQUESTS
+            },
+        }
+        for (name, size), measured in runs.items()
+    ]
     for row in rows:
         smallest = min((r for r in rows if r["target"] == row["target"]), key=lambda r: r["rows"])
         for name in REQUESTS:
             row[name]["growth"] = row[name]["p50_ms"] / smallest[name]["p50_ms"]
-    results = {"machine": bench.machine(), "duration": args.duration, "rows": rows}
+    results = {
+        "machine": bench.machine(),
+        "duration": args.duration,
+        "rounds": args.rounds,
+        "rows": rows,
+    }
     (HERE / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (HERE / "scale.md").write_text(table)
