@@ -9,6 +9,8 @@
                                             write benchmarks/results.{md,json,png} (needs wrk)
     python3 tasks.py scale [ARGS...]        each variant and the tutorial app at 1,000 to 10 million
                                             rows; write benchmarks/scale.{md,json,png} (needs wrk)
+    python3 tasks.py instructions [ARGS...] where a GET by id's work goes, in instructions counted
+                                            by callgrind; write benchmarks/instructions.{md,json}
     python3 tasks.py contention [ARGS...]   40 clients creating, reading and updating the same
                                             20 rows of each SQLite variant (needs wrk)
     python3 tasks.py lock [--upgrade]       re-lock the generated projects' uv.lock files, kept
@@ -102,16 +104,15 @@ def demo(output_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"test", "demo", "bench", "scale", "contention", "lock"}:
+    benchmarks = {"bench": "run", "scale": "scale", "instructions": "instructions"}
+    if not argv or argv[0] not in {"test", "demo", "contention", "lock", *benchmarks}:
         print(__doc__, file=sys.stderr)
         return 2
     try:
         if argv[0] == "test":
             test(argv[1:])
-        elif argv[0] == "bench":
-            bench("run", argv[1:])
-        elif argv[0] == "scale":
-            bench("scale", argv[1:])
+        elif argv[0] in benchmarks:
+            bench(benchmarks[argv[0]], argv[1:])
         elif argv[0] == "contention":
             bench("contention", argv[1:])
         elif argv[0] == "lock":

@@ -626,7 +626,7 @@ def summarize(target: Target, endpoint: str) -> dict[str, float]:
     }
 
 
-def machine() -> str:
+def machine(wrk: bool = True) -> str:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
          if line.startswith("model name")),
@@ -637,7 +637,8 @@ def machine() -> str:
         server = connection.execute("SHOW server_version").fetchone()
     return (
         f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB; Python {platform.python_version()}, "
-        f"PostgreSQL {server[0] if server else '?'} on the same machine, wrk 4.1 with 1 thread"
+        f"PostgreSQL {server[0] if server else '?'} on the same machine"
+        + (", wrk 4.1 with 1 thread" if wrk else "")
     )
 
 
