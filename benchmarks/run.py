@@ -799,12 +799,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--long-creates",
-        type=float,
+        type=int,
         default=90,
-        help="seconds of the long create run of " + ", ".join(DURABILITY) + " (0: none)",
+        help="whole seconds of the long create run of " + ", ".join(DURABILITY) + " (0: none)",
     )
     parser.add_argument(
-        "--duration", type=float, default=4.0, help="seconds per endpoint and round"
+        "--duration", type=int, default=4, help="whole seconds (wrk's unit) per endpoint and round"
     )
     parser.add_argument("--variants", default=",".join(v.id for v in VARIANTS))
     parser.add_argument(

@@ -337,7 +337,9 @@ def main() -> None:
     parser.add_argument("--rows", default=SIZES, help="PostgreSQL sizes (default: %(default)s)")
     parser.add_argument("--sqlite-rows", default=SQLITE_SIZES, help="default: %(default)s")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per request")
+    parser.add_argument(
+        "--duration", type=int, default=3, help="whole seconds (wrk's unit) per request and round"
+    )
     parser.add_argument("--variants", default=",".join(v.id for v in bench.VARIANTS))
     args = parser.parse_args()
     sizes = {False: [int(n) for n in args.rows.split(",")]}
