@@ -134,11 +134,7 @@ def main() -> None:
     (HERE / "instructions.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (HERE / "instructions.md").write_text(table)
-    readme = HERE.parent / "README.md"
-    start, end = "<!-- instructions:start -->", "<!-- instructions:end -->"
-    before, _, rest = readme.read_text().partition(start)
-    if rest:
-        readme.write_text(f"{before}{start}\n{table}{end}{rest.partition(end)[2]}")
+    bench.update_readme(table, "instructions")
     print(table)
 
 

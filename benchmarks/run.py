@@ -782,10 +782,11 @@ def chart(results: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def update_readme(table: str) -> None:
+def update_readme(table: str, marker: str = "benchmark") -> None:
+    """Put ``table`` into the README between its ``<!-- marker:start/end -->`` lines."""
     readme = ROOT / "README.md"
     text = readme.read_text()
-    start, end = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     if start in text and end in text:
         before, _, rest = text.partition(start)
         _, _, after = rest.partition(end)

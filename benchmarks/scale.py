@@ -390,11 +390,7 @@ def main() -> None:
     table = markdown(results)
     (HERE / "scale.md").write_text(table)
     chart(results, HERE / "scale.png")
-    readme = HERE.parent / "README.md"
-    start, end = "<!-- scale:start -->", "<!-- scale:end -->"
-    before, _, rest = readme.read_text().partition(start)
-    if rest:
-        readme.write_text(f"{before}{start}\n{table}{end}{rest.partition(end)[2]}")
+    bench.update_readme(table, "scale")
     print(table)
     medians = statistics.median(r["get"]["p50_ms"] for r in rows) if rows else 0
     bench.log(f"done: {len(rows)} measurements, median GET p50 {medians:.2f} ms")
