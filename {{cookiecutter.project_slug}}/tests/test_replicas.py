@@ -373,6 +373,42 @@ async def test_a_standby_lagging_past_the_bound_leaves_the_rotation_until_it_cat
         collect_dropped_connections()
 
 
+async def test_a_read_with_a_token_does_not_wait_for_a_standby_known_to_lag_too_far(
+    servers: tuple[Server, Server], settings: Settings
+) -> None:
+    primary, standby = servers
+    wait = DELAY * 2 / 3  # under writes the standby lags about DELAY: more than the wait
+    changes = {
+        "database_url": primary.url(),
+        "database_replica_urls": [standby.url()],
+        "db_replica_wait": wait,
+        "db_replica_check_interval": 0.1,
+    }
+    try:
+        async with running_app(settings, **changes) as app, client_of(app) as client:
+            await until(lambda: in_rotation(app))
+            database: Database = app.state.database
+            (lagging,) = database.replicas.standbys
+            deadline = time.monotonic() + 10
+            n = 0
+            while lagging.lag <= wait:
+                assert time.monotonic() < deadline, "the standby's check never saw it lag"
+                created = await client.post("/items", json={"name": f"behind-{n}"})
+                assert created.status_code == 201
+                n += 1
+                await asyncio.sleep(0.05)
+            # Known to lag by more than the wait: a read that must see its write goes to
+            # the primary at once, instead of holding a standby connection for the wait.
+            for n in range(10):
+                started = time.monotonic()
+                status, _ = await create_then_read(client, f"at-once-{n}", send_token=True)
+                assert status == 200
+                assert time.monotonic() - started < wait / 2
+    finally:
+        await empty_database(primary.url())
+        collect_dropped_connections()
+
+
 async def test_a_promoted_standby_leaves_the_rotation(
     replicated_app: FastAPI, servers: tuple[Server, Server]
 ) -> None:
