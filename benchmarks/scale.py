@@ -10,8 +10,8 @@ target is then served alone on each size, as ``run.py`` serves it (one uvicorn
 worker, DB_POOL_SIZE=10), and wrk (32 connections) measures four requests:
 ``GET /items/{id}`` (ids drawn across the whole table), ``POST /items``, the
 first page (``GET /items?limit=50``) and a page deep in the table: the one
-after the row ``rows - 100``, by the cursor the project's own ``paging.py``
-signs for it, and by ``?offset=rows-100`` for the tutorial app, which pages
+after the row ``rows - 100``, by ``?after=`` as the project's own ``paging.py``
+links it, and by ``?offset=rows-100`` for the tutorial app, which pages
 by offset and counts the table on every page, as tutorials do.
 
 Every (target, size) pair is measured once per round, the order rotating each
@@ -92,14 +92,7 @@ def deep_page(target: bench.Target, rows: int) -> str:
     after = rows - DEPTH
     if target.name == TUTORIAL:
         return f"/items?limit=50&offset={after}"
-    sign = (
-        "from my_service.paging import cursor, cursor_key;"
-        "from my_service.settings import Settings;"
-        f"print(cursor(cursor_key(Settings()), '/items', {after}))"
-    )
-    python = str(target.cwd / ".venv/bin/python")
-    signed = bench.run([python, "-c", sign], target.cwd, target.env).strip()
-    return f"/items?limit=50&after={signed}"
+    return f"/items?limit=50&after={after}"
 
 
 def scripts(target: bench.Target, rows: int) -> dict[str, str]:

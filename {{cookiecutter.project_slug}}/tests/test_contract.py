@@ -47,15 +47,12 @@ def as_a_client_would_send(case: schemathesis.Case[Any]) -> None:
     """What schemathesis makes up where a real client sends what the service gave it.
 
     A generated ``Idempotency-Key`` becomes one no other request used: the same key
-    with another request is refused with 422, as documented. A generated page cursor
-    (``after``) is dropped: one the service did not sign is refused with 400, as
-    documented. The check of valid data would count either as a valid request
-    refused; ``test_idempotency.py`` and ``test_items.py`` test what they do.
+    with another request is refused with 422, as documented, which the check of
+    valid data would count as a valid request refused; ``test_idempotency.py``
+    tests what a key does.
     """
     if case.headers and HEADER in case.headers:
         case.headers[HEADER] = str(uuid4())
-    if case.query:
-        case.query.pop("after", None)
 
 
 @schema.parametrize()

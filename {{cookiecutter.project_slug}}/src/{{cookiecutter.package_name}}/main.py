@@ -24,7 +24,6 @@ from .idempotency import middleware as idempotency
 from .idempotency.tasks import purge_expired_keys
 from .items.routes import router as items_router
 from .observability import REQUEST_ID_HEADER, AccessMiddleware, is_request_id, worker_stopped
-from .paging import cursor_key
 {% if cookiecutter.session_strategy == "middleware" %}
 from .session import SessionMiddleware
 {% endif %}
@@ -116,7 +115,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.metrics_token = settings.metrics_token
-    app.state.cursor_key = cursor_key(settings)
     install_error_handlers(app)
     idempotency.document(app)
     app.include_router(observability.router)

@@ -2,14 +2,12 @@
 
 A page's answer links to the next one: ``next`` in the body and an RFC 8288
 ``Link: <...>; rel="next"`` header, until ``next`` is null. The link's
-``after`` is a cursor: the id of the page's last row, signed together with
-the list's path (HMAC-SHA256, with ``PAGE_CURSOR_KEY``). Clients treat it as
-opaque; one that this list did not give — edited, forged, cut short, or from
-another list — is refused with a 400. A cursor stays valid as long as the key,
-even once its row is deleted.
+``after`` is the id of the page's last row, and the next page starts past it.
+It is no secret and needs no key: it names a row the client has read, and any
+id is a valid place to start (one past every row gives an empty page).
 
 Every page costs the same, however deep: the database finds the first row
-past the cursor in the primary key's index (``WHERE id > :after ORDER BY id
+past ``after`` in the primary key's index (``WHERE id > :after ORDER BY id
 LIMIT :limit``) where an ``OFFSET`` reads and throws away every row before it.
 Paging through a table that changes skips and repeats nothing: ids only grow,
 so a row inserted meanwhile comes after every cursor already given (it shows up
@@ -23,38 +21,20 @@ rows after ``page.after`` (and for a count up to ``page.count_up_to`` when
 ``page.counting``), and returns ``page.answer(rows, response, total=...)``.
 """
 
-import base64
-import binascii
-import hashlib
-import hmac
 from collections.abc import Sequence
 from typing import Annotated, {{ "Generic, Protocol, TypeVar" if cookiecutter.python_version == "3.11" else "Protocol" }}
 
-from fastapi import Depends, HTTPException, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel
-from pydantic.json_schema import SkipJsonSchema
 
 from .db.types import MAX_ID
-from .http import Responses
-from .settings import Settings
 
 # Rows counted at most for a total; past it the total says "at least this many".
 TOTAL_BOUND = 10_000
-# Base64url, a dot, base64url: what the service's cursors look like.
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,30}\.[A-Za-z0-9_-]{22}$"
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Rows per page")]
-After = Annotated[
-    str | SkipJsonSchema[None],
-    Query(
-        max_length=60,
-        pattern=CURSOR_PATTERN,
-        description="The cursor of the page before, from its next link",
-    ),
-]
+After = Annotated[int, Query(ge=0, le=MAX_ID, description="The last id of the page before")]
 WithTotal = Annotated[bool, Query(description=f"Count the rows too (up to {TOTAL_BOUND:,})")]
-
-BAD_CURSOR: Responses = {400: {"description": "after is not a cursor this list gave"}}
 
 
 class Total(BaseModel):
@@ -87,22 +67,13 @@ class Row(Protocol):
     def id(self) -> int: ...
 
 
-def cursor_key(settings: Settings) -> bytes:
-    """The key that signs cursors: from ``PAGE_CURSOR_KEY``, else from ``DATABASE_URL``,
-    which every worker and replica of a deployment shares."""
-    secret = settings.page_cursor_key
-    seed = settings.database_url if secret is None else secret.get_secret_value()
-    return hashlib.sha256(b"page cursors\0" + seed.encode()).digest()
-
-
 class PageRequest:
     """The page a request asks for: ``limit`` rows after the id ``after`` (0: the first page)."""
 
-    def __init__(self, request: Request, limit: int, cursor: str | None, counting: bool) -> None:
+    def __init__(self, request: Request, limit: int, after: int, counting: bool) -> None:
         self._request = request
-        self._key: bytes = request.app.state.cursor_key
         self.limit = limit
-        self.after = 0 if cursor is None else self._position(cursor)
+        self.after = after
         self.counting = counting
         # One row more than the page shows: whether there is a next page.
         self.fetch = limit + 1
@@ -117,7 +88,7 @@ class PageRequest:
         shown = rows[: self.limit]
         following = None
         if len(rows) > self.limit:
-            url = self._request.url.include_query_params(after=self.cursor(shown[-1].id))
+            url = self._request.url.include_query_params(after=shown[-1].id)
             following = f"{url.path}?{url.query}"
             response.headers["Link"] = f'<{following}>; rel="next"'
         page: dict[str, object] = {"items": shown, "next": following}
@@ -125,53 +96,9 @@ class PageRequest:
             page["total"] = Total(count=min(total, TOTAL_BOUND), exact=total <= TOTAL_BOUND)
         return page
 
-    def cursor(self, position: int) -> str:
-        """The cursor of the page after the row with id ``position``, in this list."""
-        return cursor(self._key, self._request.url.path, position)
-
-    def _position(self, given: str) -> int:
-        return position(self._key, self._request.url.path, given)
-
-
-def cursor(key: bytes, path: str, position: int) -> str:
-    """The cursor, signed with ``key``, of the page after id ``position`` in the list at ``path``."""
-    payload = str(position).encode()
-    return f"{_encode(payload)}.{_encode(_tag(key, path, payload))}"
-
-
-def position(key: bytes, path: str, given: str) -> int:
-    """The id after which the page of cursor ``given`` starts; a 400 unless the list at
-    ``path`` gave the cursor."""
-    encoded_payload, _, encoded_tag = given.partition(".")
-    try:
-        payload, tag = _decode(encoded_payload), _decode(encoded_tag)
-    except (binascii.Error, ValueError):
-        payload, tag = b"", b""
-    if not (tag and hmac.compare_digest(tag, _tag(key, path, payload))):
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            "after is not a cursor this list gave: follow a page's next link.",
-        )
-    # Only a leaked key could sign anything else.
-    if not (payload.isdigit() and 0 < int(payload) <= MAX_ID):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "after names no position.")
-    return int(payload)
-
-
-def _tag(key: bytes, path: str, payload: bytes) -> bytes:
-    return hmac.new(key, path.encode() + b"\0" + payload, hashlib.sha256).digest()[:16]
-
-
-def _encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
 
 async def _page_request(
-    request: Request, limit: Limit = 50, after: After = None, total: WithTotal = False
+    request: Request, limit: Limit = 50, after: After = 0, total: WithTotal = False
 ) -> PageRequest:
     return PageRequest(request, limit, after, total)
 

@@ -113,9 +113,6 @@ class Settings(BaseSettings):
     # When set, GET /metrics asks for "Authorization: Bearer <token>" (Prometheus'
     # authorization.credentials); unset, anyone who reaches the port may scrape it.
     metrics_token: Annotated[SecretStr | None, BeforeValidator(_none_if_empty)] = None
-    # Signs the cursors of list pages (see paging.py); the same on every replica.
-    # Unset: derived from DATABASE_URL. A new key makes the cursors given out a 400.
-    page_cursor_key: Annotated[SecretStr | None, BeforeValidator(_none_if_empty)] = None
     # Larger request bodies are refused with a 413 before they are parsed.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
     # Worker processes of `python -m {{ cookiecutter.package_name }}` (uvicorn reads the same

@@ -17,7 +17,7 @@ from ..http import (
     not_found,
     require_etag,
 )
-from ..paging import BAD_CURSOR, Page, PageQuery
+from ..paging import Page, PageQuery
 from ..session import SessionDep
 from .models import Item
 from .repository import ItemRepository
@@ -51,7 +51,7 @@ router = APIRouter(prefix="/items", tags=["items"], responses=UNAVAILABLE)
     return {{ cookiecutter.__await }}ItemRepository(session).add_all(data)
 
 
-@router.get("", response_model=Page[ItemRead], responses=BAD_CURSOR)
+@router.get("", response_model=Page[ItemRead])
 {{ cookiecutter.__async }}def list_items(session: SessionDep, page: PageQuery, response: Response) -> dict[str, object]:
     """The items in id order, a page at a time: follow ``next`` for the rest."""
     repository = ItemRepository(session)
