@@ -8,9 +8,10 @@ import json
 import keyword
 import sys
 
-MANIFEST = json.loads(
-    r"""{{ cookiecutter._manifest | tojson }}"""
+CONTEXT = json.loads(
+    r"""{{ cookiecutter | tojson }}"""
 )
+MANIFEST = CONTEXT["_manifest"]
 # What the generated project imports (kept equal to its code by the template's
 # tests) and what it loads by name: database drivers, tools run as modules.
 IMPORTED = frozenset(MANIFEST["imports"]) | frozenset(MANIFEST["loads"])
@@ -51,20 +52,20 @@ def problem(name: str) -> str | None:
     return None
 
 
-NAMES = {
-    "project_slug": {{ cookiecutter.project_slug | tojson }},
-    "package_name": {{ cookiecutter.package_name | tojson }},
-}
+NAMES = {field: CONTEXT[field] for field in ("project_slug", "package_name")}
 # Free text lands inside Python, TOML and Markdown string literals.
-TEXTS = {
-    "project_name": {{ cookiecutter.project_name | tojson }},
-    "description": {{ cookiecutter.description | tojson }},
-    "author_name": {{ cookiecutter.author_name | tojson }},
-    "author_email": {{ cookiecutter.author_email | tojson }},
-}
+TEXTS = {field: CONTEXT[field] for field in MAX_TEXT_LENGTH}
+
+
+# Wings a SQLite service cannot have, and why.
+POSTGRESQL_ONLY: dict[str, str] = MANIFEST["postgresql_only"]
 
 
 def main() -> int:
+    for wing, why in POSTGRESQL_ONLY.items():
+        if CONTEXT[wing] and CONTEXT["database"] != "postgresql":
+            print(f"ERROR: {wing} needs database postgresql: {why}.", file=sys.stderr)
+            return 1
     for field, value in NAMES.items():
         reason = problem(value)
         if reason is not None:

@@ -63,7 +63,7 @@ def rendered_hooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def bake(cookies: Cookies, **context: str) -> Path:
+def bake(cookies: Cookies, **context: Any) -> Path:
     """Bake with ``context``, insisting that it worked (pytest-cookies swallows errors)."""
     result = cookies.bake(extra_context=context)
     assert result.exception is None, result.exception
@@ -138,12 +138,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         "suite_s",
         "suite_n2_s",
         "suite_passed",
+        "alone_s",
     ]
     terminalreporter.section("matrix: seconds per step, and the generated suite's test count")
-    terminalreporter.write_line(f"{'variant':<32}" + "".join(f"{c:>13}" for c in columns))
+    terminalreporter.write_line(f"{'variant':<44}" + "".join(f"{c:>13}" for c in columns))
     for variant in sorted(_measured):
         cells = "".join(f"{_measured[variant].get(c, '-')!s:>13}" for c in columns)
-        terminalreporter.write_line(f"{variant:<32}{cells}")
+        terminalreporter.write_line(f"{variant:<44}{cells}")
     for variant in sorted(_measured):
         for measure, value in _measured[variant].items():
             if measure not in columns:

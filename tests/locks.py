@@ -4,6 +4,8 @@ A project's lock depends on its database and driver (its dependencies) and on
 its lowest Python version (``requires-python``), so the template holds one per
 combination, ``{{cookiecutter.project_slug}}/uv.<database>-<driver>-<python>.lock``;
 the post-generation hook names the chosen one ``uv.lock`` (``_manifest.alternatives``).
+Each is locked with every wing that adds packages (``_manifest.wing_packages``);
+the hook takes out those of the wings not chosen.
 In the template each names the project ``{{ cookiecutter.project_slug | slugify }}``:
 baking renders it with the project's own (normalized) name, offline.
 
@@ -28,7 +30,7 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 from uv import find_uv_bin
 
-from .matrix import COOKIECUTTER, PROJECT_TEMPLATE, TEMPLATE_DIR, interpreter
+from .matrix import COOKIECUTTER, MANIFEST, PROJECT_TEMPLATE, TEMPLATE_DIR, interpreter
 
 LOCK_AXES = ("database", "driver", "python_version")
 # Each lock names the project once, as uv normalizes a distribution name.
@@ -66,6 +68,7 @@ def relock(combination: dict[str, str], output_dir: Path, *, upgrade: bool) -> N
                 output_dir=str(output_dir),
                 extra_context={
                     **combination,
+                    **dict.fromkeys(MANIFEST["wing_packages"], True),
                     "project_slug": PLACEHOLDER_SLUG,
                     "package_name": PLACEHOLDER_SLUG,
                 },

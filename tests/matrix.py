@@ -9,8 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,44 @@ PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
 COOKIECUTTER: dict[str, Any] = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
 MANIFEST: dict[str, Any] = COOKIECUTTER["_manifest"]
 AXES = ("database", "driver", "session_strategy")
+# The wings: the yes/no prompts, in the order they are asked.
+WINGS = tuple(key for key, value in COOKIECUTTER.items() if isinstance(value, bool))
+POSTGRESQL_ONLY = frozenset(MANIFEST["postgresql_only"])
 
 
 @dataclass(frozen=True)
 class Variant:
+    """A combination of the three axes, and the wings chosen with it."""
+
     database: str
     driver: str
     session_strategy: str
+    wings: frozenset[str] = frozenset()
 
     @property
-    def id(self) -> str:
+    def base_id(self) -> str:
         return f"{self.database}-{self.driver}-{self.session_strategy}"
 
     @property
-    def context(self) -> dict[str, str]:
-        return {axis: getattr(self, axis) for axis in AXES}
+    def id(self) -> str:
+        if not self.wings:
+            return self.base_id
+        if self.wings == frozenset(self.possible_wings):
+            return f"{self.base_id}+every-wing"
+        return "+".join([self.base_id, *(wing for wing in WINGS if wing in self.wings)])
+
+    @property
+    def possible_wings(self) -> tuple[str, ...]:
+        """The wings this variant's database can have."""
+        return tuple(w for w in WINGS if self.database == "postgresql" or w not in POSTGRESQL_ONLY)
+
+    def with_wings(self, wings: Iterable[str]) -> "Variant":
+        return replace(self, wings=frozenset(wings))
+
+    @property
+    def context(self) -> dict[str, Any]:
+        axes: dict[str, Any] = {axis: getattr(self, axis) for axis in AXES}
+        return {**axes, **{wing: wing in self.wings for wing in WINGS}}
 
     @property
     def sqlalchemy_driver(self) -> str:
@@ -57,7 +80,38 @@ DRIVERS: dict[tuple[str, str], tuple[str, set[str]]] = {
 DRIVER_PACKAGES = set().union(*(packages for _, packages in DRIVERS.values()))
 
 
+# The answers of a bake that is given none: the default of every prompt.
+DEFAULT_ANSWERS: dict[str, Any] = {
+    "project_slug": "my_service",
+    "package_name": "my_service",
+    **{
+        key: value[0] if isinstance(value, list) else value
+        for key, value in COOKIECUTTER.items()
+        if not key.startswith("_") and isinstance(value, list | bool)
+    },
+}
 VARIANTS = [Variant(*combo) for combo in itertools.product(*(COOKIECUTTER[axis] for axis in AXES))]
+# Every supported combination of a variant and its wings.
+COMBINATIONS = [
+    variant.with_wings(chosen)
+    for variant in VARIANTS
+    for size in range(len(variant.possible_wings) + 1)
+    for chosen in itertools.combinations(variant.possible_wings, size)
+]
+# Where each wing is checked alone (type-checked, its own tests run): one variant of
+# each driver, spread over the variants so that each matrix job takes about as many.
+ALONE: dict[tuple[str, str], str] = {
+    ("metrics", "async"): "sqlite-async-dependency",
+    ("metrics", "sync"): "sqlite-sync-middleware",
+    ("idempotency_keys", "async"): "sqlite-async-middleware",
+    ("idempotency_keys", "sync"): "sqlite-sync-dependency",
+    ("reverse_proxy", "async"): "postgresql-async-middleware",
+    ("reverse_proxy", "sync"): "postgresql-sync-dependency",
+    ("pgbouncer", "async"): "postgresql-async-dependency",
+    ("pgbouncer", "sync"): "postgresql-sync-middleware",
+    ("read_replicas", "async"): "postgresql-async-middleware",
+    ("read_replicas", "sync"): "postgresql-sync-dependency",
+}
 
 # The longest names and texts the pre-generation hook accepts.
 LONGEST_SLUG = "very_long_" * 4 + "name_of_it"  # 50 characters
@@ -87,8 +141,8 @@ ANSWER_SETS: list[dict[str, str]] = [
 
 
 def answers(variant: Variant) -> dict[str, str]:
-    """The variant's prompts answered, beyond its axes (see ANSWER_SETS)."""
-    return ANSWER_SETS[VARIANTS.index(variant) % len(ANSWER_SETS)]
+    """The variant's prompts answered, beyond its axes and wings (see ANSWER_SETS)."""
+    return ANSWER_SETS[VARIANTS.index(variant.with_wings([])) % len(ANSWER_SETS)]
 
 
 def interpreter(version: str) -> str | None:
@@ -110,12 +164,12 @@ def choices(axis: str) -> list[str]:
     return values
 
 
-def expected_files(context: Mapping[str, str]) -> set[str]:
+def expected_files(context: Mapping[str, Any]) -> set[str]:
     """The files a bake with ``context`` must produce, relative to the project."""
     return set(expected_sources(context))
 
 
-def expected_sources(context: Mapping[str, str]) -> dict[str, str]:
+def expected_sources(context: Mapping[str, Any]) -> dict[str, str]:
     """The files a bake with ``context`` must produce, each with the template file it is
     rendered from (both relative, the package's folder named in the target only)."""
     package = context["package_name"]
@@ -126,16 +180,20 @@ def expected_sources(context: Mapping[str, str]) -> dict[str, str]:
             name = f"{dest.stem}.{'-'.join(combo)}{dest.suffix}"
             chosen = all(context[axis] == value for axis, value in zip(axes, combo, strict=True))
             sources[(dest.parent / name).as_posix()] = dest.as_posix() if chosen else None
+    dropped_folders = []
     for target, answers in MANIFEST["only"].items():
         if any(context[prompt] != answer for prompt, answer in answers.items()):
-            sources[target.format(package_name=package)] = None
+            if target.endswith("/"):
+                dropped_folders.append(target.format(package_name=package))
+            else:
+                sources[target.format(package_name=package)] = None
     files = {}
     for path in PROJECT_TEMPLATE.rglob("*"):
         if path.is_file() and "__pycache__" not in path.parts:
             source = path.relative_to(PROJECT_TEMPLATE).as_posix()
             relative = source.replace("{{cookiecutter.package_name}}", package)
             kept = sources.get(relative, relative)
-            if kept is not None:
+            if kept is not None and not relative.startswith(tuple(dropped_folders)):
                 files[kept] = source
     return files
 
@@ -159,6 +217,20 @@ def selected_variants() -> list[Variant]:
     if unknown:
         raise ValueError(f"TEMPLATE_VARIANTS names unknown variants: {sorted(unknown)}")
     return [v for v in VARIANTS if not wanted or v.id in wanted]
+
+
+def bakes_checked(variant: Variant) -> list[Variant]:
+    """The matrix checks a variant twice: with no wing, and with every wing it can have."""
+    return [variant, variant.with_wings(variant.possible_wings)]
+
+
+def alone(variant: Variant) -> list[Variant]:
+    """The variant with each wing alone that the matrix checks on it (``ALONE``)."""
+    return [
+        variant.with_wings([wing])
+        for (wing, driver), base_id in ALONE.items()
+        if base_id == variant.base_id and driver == variant.driver
+    ]
 
 
 if __name__ == "__main__":

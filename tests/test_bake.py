@@ -14,53 +14,52 @@ from .declared_imports import CODE_FOLDERS, third_party_imports
 from .matrix import (
     AXES,
     COOKIECUTTER,
+    DEFAULT_ANSWERS,
     DRIVER_PACKAGES,
     MANIFEST,
     PROJECT_TEMPLATE,
     TEMPLATE_DIR,
     VARIANTS,
+    WINGS,
     Variant,
     alternative_sources,
     expected_files,
 )
 
-# Jinja that survived rendering; GitHub Actions' ${{ }} is legitimate.
-LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#|cookiecutter\.")
 # What a person is asked: every key but the private ones.
 PROMPTS = {key: value for key, value in COOKIECUTTER.items() if not key.startswith("_")}
-# The answers of a bake that is given no context: every choice's first option.
-DEFAULTS = {
-    "project_slug": "my_service",
-    "package_name": "my_service",
-    **{key: value[0] for key, value in PROMPTS.items() if isinstance(value, list)},
-}
+# The modules every bake has, whatever its wings: the core. Their text must not depend
+# on the wings chosen (the wings join at main.py, settings.py and __main__.py).
+CORE_MODULES = [
+    "db/base.py",
+    "db/engine.py",
+    "db/errors.py",
+    "db/inserts.py",
+    "db/models.py",
+    "db/types.py",
+    "db/unit.py",
+    "errors.py",
+    "fields.py",
+    "health.py",
+    "http.py",
+    "items/models.py",
+    "items/repository.py",
+    "items/routes.py",
+    "items/schemas.py",
+    "items/tasks.py",
+    "logs.py",
+    "observability.py",
+    "paging.py",
+    "session.py",
+]
+# What a reader of db/unit.py in a bake without wings meets no word of.
+WING_WORDS = re.compile(
+    r"standby|replica|idempoten|\bkeys?\b|keyed|metric|prometheus|pgbouncer", re.I
+)
 
 
 def files_of(project: Path) -> set[str]:
     return {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}
-
-
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
-def test_bake_produces_exactly_the_manifest(cookies: Cookies, variant: Variant) -> None:
-    project = bake(cookies, **variant.context)
-
-    assert project.name == "my_service"
-    assert files_of(project) == expected_files({**DEFAULTS, **variant.context})
-
-
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
-def test_no_template_syntax_survives(cookies: Cookies, variant: Variant) -> None:
-    project = bake(cookies, **variant.context)
-
-    for path in project.rglob("*"):
-        if path.is_file():
-            text = path.read_text()
-            assert not LEFTOVER.search(text), (
-                f"{path.relative_to(project)}: {LEFTOVER.search(text)}"
-            )
-            assert "\n\n\n\n" not in text, f"{path.relative_to(project)} has a blank-line scar"
-            assert "BaseHTTPMiddleware(" not in text
-            assert not re.search(r"^from starlette.middleware.base", text, re.M)
 
 
 def test_every_alternative_exists_in_the_template() -> None:
@@ -152,20 +151,45 @@ def test_reserved_names_are_what_the_projects_import(cookies: Cookies) -> None:
     """The pre-generation hook refuses these names: they must be exactly what the code imports."""
     imported: set[str] = set()
     for variant in VARIANTS:
-        project = bake(cookies, **variant.context)
+        project = bake(cookies, **variant.with_wings(variant.possible_wings).context)
         imported |= third_party_imports(project, *CODE_FOLDERS)
 
     assert sorted(imported) == MANIFEST["imports"]
     assert set(MANIFEST["loads"]) >= DRIVER_PACKAGES
 
 
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
+def test_the_core_is_the_same_text_whatever_the_wings(cookies: Cookies, variant: Variant) -> None:
+    """Core modules name no wing: a bake with every wing has them exactly as one with none,
+    and in the one with none they say no word of a wing."""
+    bare = bake(cookies, **variant.context) / "src/my_service"
+    winged = bake(cookies, **variant.with_wings(variant.possible_wings).context) / "src/my_service"
+
+    for module in CORE_MODULES:
+        assert (bare / module).read_text() == (winged / module).read_text(), module
+    assert not WING_WORDS.search((bare / "db/unit.py").read_text())
+    core = {p.relative_to(bare).as_posix() for p in bare.rglob("*.py")}
+    # A bake without wings has the core, and the seams where wings join: nothing else.
+    seams = {"__init__.py", "__main__.py", "main.py", "settings.py", "db/__init__.py"}
+    assert core == set(CORE_MODULES) | seams | {"items/__init__.py"}
+
+
+def test_the_wings_are_the_yes_no_prompts_and_postgresql_only_ones_are_named() -> None:
+    assert WINGS == ("metrics", "idempotency_keys", "reverse_proxy", "pgbouncer", "read_replicas")
+    assert all(COOKIECUTTER[wing] is False for wing in WINGS)  # off unless chosen
+    assert set(MANIFEST["postgresql_only"]) == {"pgbouncer", "read_replicas"}
+    assert set(MANIFEST["wing_packages"]) <= set(WINGS)
+    conditions = {prompt for answers in MANIFEST["only"].values() for prompt in answers}
+    assert set(WINGS) <= conditions  # every wing has files of its own
+
+
 def test_the_manifest_choices_are_the_prompts_choices() -> None:
     for axis, choices in MANIFEST["choices"].items():
         assert choices == COOKIECUTTER[axis]
     axes = {axis for axes in MANIFEST["alternatives"].values() for axis in axes}
-    assert axes | {axis for answers in MANIFEST["only"].values() for axis in answers} <= set(
-        MANIFEST["choices"]
-    )
+    assert axes <= set(MANIFEST["choices"])
+    conditions = {prompt for answers in MANIFEST["only"].values() for prompt in answers}
+    assert conditions <= set(MANIFEST["choices"]) | set(WINGS)
 
 
 def test_one_bake_takes_under_a_second(cookies: Cookies) -> None:
@@ -192,7 +216,7 @@ def test_package_name_can_differ_from_the_slug(cookies: Cookies) -> None:
 
     assert project.name == "orders_service"
     assert files_of(project) == expected_files(
-        {**DEFAULTS, "project_slug": "orders_service", "package_name": "orders"}
+        {**DEFAULT_ANSWERS, "project_slug": "orders_service", "package_name": "orders"}
     )
     assert "python -m orders --reload" in (project / "README.md").read_text()
 
@@ -219,7 +243,7 @@ def test_no_answers_bake_the_documented_default_variant(cookies: Cookies) -> Non
     assert set(defaults) == set(documented)
 
     plain = bake(cookies)
-    explicit = bake(cookies, **defaults)
+    explicit = bake(cookies, **defaults, **dict.fromkeys(WINGS, False))
 
     assert files_of(plain) == files_of(explicit)
     for name in files_of(plain):

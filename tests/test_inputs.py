@@ -10,7 +10,7 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
-from .matrix import TEMPLATE_DIR
+from .matrix import MANIFEST, TEMPLATE_DIR
 
 BAD_NAMES = [
     ("my-service", "is not a valid Python identifier"),
@@ -114,6 +114,20 @@ def test_a_good_name_is_accepted(tmp_path: Path) -> None:
     bake_into(tmp_path, project_slug="inventory", package_name="inventory_api")
 
     assert [p.name for p in tmp_path.iterdir()] == ["inventory"]
+
+
+@pytest.mark.parametrize("wing", sorted(MANIFEST["postgresql_only"]))
+def test_a_postgresql_only_wing_with_sqlite_is_refused(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], wing: str
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake_into(tmp_path, database="sqlite", **{wing: "yes"})
+
+    error_lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR")]
+    assert error_lines == [
+        f"ERROR: {wing} needs database postgresql: {MANIFEST['postgresql_only'][wing]}."
+    ]
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,11 @@ ANSWERS: dict[str, str] = {
     "database": "postgresql",
     "driver": "sync",
     "session_strategy": "middleware",
+    "metrics": "y",
+    "idempotency_keys": "n",
+    "reverse_proxy": "yes",
+    "pgbouncer": "y",
+    "read_replicas": "no",
 }
 
 
@@ -40,7 +45,7 @@ def test_a_person_answers_every_question(tmp_path: Path) -> None:
     child = pexpect.spawn(
         COOKIECUTTER_CLI,
         [str(TEMPLATE_DIR), "--output-dir", str(tmp_path)],
-        env={**os.environ, "NO_COLOR": "1"},
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
         encoding="utf-8",
         timeout=20,
         dimensions=(50, 200),
@@ -70,6 +75,12 @@ def test_a_person_answers_every_question(tmp_path: Path) -> None:
     assert "class SessionMiddleware" in (project / "src/orders/session.py").read_text()
     assert "def create_item(" in (project / "src/orders/items/routes.py").read_text()
     assert "async def" not in (project / "src/orders/items/routes.py").read_text()
+    # The wings answered yes, and only those.
+    assert '"prometheus-client' in pyproject
+    assert (project / "deploy/nginx.conf").is_file()
+    assert (project / "src/orders/db/pgbouncer.py").is_file()
+    assert not (project / "src/orders/idempotency").exists()
+    assert not (project / "src/orders/db/replicas.py").exists()
 
 
 @pytest.fixture

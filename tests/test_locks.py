@@ -10,7 +10,7 @@ from uv import find_uv_bin
 
 from .conftest import bake
 from .locks import LOCK_AXES, combinations, lock_id
-from .matrix import COOKIECUTTER, VARIANTS, answers, interpreter
+from .matrix import COOKIECUTTER, MANIFEST, VARIANTS, answers, interpreter
 
 
 def python_of(combination: dict[str, str]) -> str:
@@ -30,16 +30,26 @@ def uv(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize("wings", ["no-wings", "wings-with-packages"])
 @pytest.mark.parametrize("combination", combinations(), ids=lock_id)
-def test_the_baked_lock_is_current(cookies: Cookies, combination: dict[str, str]) -> None:
+def test_the_baked_lock_is_current(
+    cookies: Cookies, combination: dict[str, str], wings: str
+) -> None:
+    """With or without the wings that add packages: the hook takes those of the wings
+    not chosen out of the lock, which must then be exactly what uv locks."""
     python = python_of(combination)
+    chosen = dict.fromkeys(MANIFEST["wing_packages"], wings != "no-wings")
     # Runs of underscores become one hyphen in the lock's (normalized) project name.
-    project = bake(cookies, **combination, project_slug="fleet__tracker_2")
+    project = bake(cookies, **combination, **chosen, project_slug="fleet__tracker_2")
 
     check = uv(project, "lock", "--check", "--offline", "--python", python)
 
     assert check.returncode == 0, check.stderr
-    assert 'name = "fleet-tracker-2"' in (project / "uv.lock").read_text()
+    lock = (project / "uv.lock").read_text()
+    assert 'name = "fleet-tracker-2"' in lock
+    for wing, packages in MANIFEST["wing_packages"].items():
+        for package in packages:
+            assert (f'name = "{package}"' in lock) == chosen[wing], package
 
 
 def not_installed_by_the_matrix() -> list[dict[str, str]]:

@@ -1,12 +1,14 @@
 """Every variant, installed as a user would and checked as its CI would.
 
-Each variant gets its own virtual environment from its own pyproject.toml and
-the uv.lock it was baked with (``uv sync --locked``: the lock must be current,
-and the versions it pins are the ones tested here), so a dependency it forgot
-to declare fails here. uv's shared
-cache makes the eight installs cheap without letting one variant see
-another's packages. All tests of one variant run on one xdist worker
-(``--dist loadgroup``), so it is baked and installed once.
+Each variant is baked twice, with no wing and with every wing it can have,
+and each bake gets its own virtual environment from its own pyproject.toml
+and the uv.lock it was baked with (``uv sync --locked``: the lock must be
+current, and the versions it pins are the ones tested here), so a dependency
+it forgot to declare fails here. uv's shared cache makes the installs cheap
+without letting one bake see another's packages. All tests of one bake run on
+one xdist worker (``--dist loadgroup``), so it is baked and installed once.
+Each wing is also checked alone (``ALONE``: type-checked, its own tests run) in
+one variant of each driver.
 """
 
 import collections
@@ -36,9 +38,12 @@ from .conftest import Postgres, bake
 from .matrix import (
     COOKIECUTTER,
     DRIVER_PACKAGES,
+    MANIFEST,
     TEMPLATE_DIR,
     Variant,
+    alone,
     answers,
+    bakes_checked,
     interpreter,
     selected_variants,
 )
@@ -88,7 +93,9 @@ class Project:
 @pytest.fixture(
     scope="session",
     params=[
-        pytest.param(v, id=v.id, marks=pytest.mark.xdist_group(v.id)) for v in selected_variants()
+        pytest.param(b, id=b.id, marks=pytest.mark.xdist_group(b.id))
+        for v in selected_variants()
+        for b in bakes_checked(v)
     ],
 )
 def variant(request: pytest.FixtureRequest) -> Variant:
@@ -105,7 +112,7 @@ def database_url(
         yield f"sqlite+{variant.sqlalchemy_driver}:///{tmp_path_factory.mktemp('sqlite') / 'matrix.db'}"
         return
     postgres: Postgres = request.getfixturevalue("postgres")
-    name = f"template_{variant.id.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+    name = f"template_{re.sub(r'[^a-z]+', '_', variant.id)}_{uuid.uuid4().hex[:8]}"
     postgres.create_database(name)
     try:
         yield postgres.sqlalchemy_url(name, variant.sqlalchemy_driver)
@@ -123,6 +130,17 @@ def project(
 ) -> Project:
     """The variant, baked with its answers and installed into its own virtual environment,
     under the Python its answers name, once."""
+    return install(variant, database_url, cookies_session, tmp_path_factory)
+
+
+def install(
+    variant: Variant,
+    database_url: str,
+    cookies: Cookies,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Project:
+    """``variant`` baked with its answers and installed into a virtual environment of its
+    own, under the Python its answers name."""
     context = {**variant.context, **answers(variant)}
     version = context.get("python_version", COOKIECUTTER["python_version"][0])
     python = interpreter(version)
@@ -132,7 +150,7 @@ def project(
             pytest.fail(f"{reason}; CI must check every python_version")
         pytest.skip(f"SKIPPING {variant.id}: {reason}")
     started = time.perf_counter()
-    path = bake(cookies_session, **context)
+    path = bake(cookies, **context)
     baked = time.perf_counter()
     # Bytecode up front: every later tool run would otherwise recompile
     # FastAPI and SQLAlchemy from source (where PYTHONDONTWRITEBYTECODE is set).
@@ -158,6 +176,8 @@ def test_installs_from_its_own_declaration(
     installed = {line.split("==")[0].lower() for line in freeze.splitlines()}
     assert installed & DRIVER_PACKAGES == project.variant.driver_packages
     assert ("greenlet" in installed) == (project.variant.driver == "async")
+    for wing, packages in MANIFEST["wing_packages"].items():
+        assert (set(packages) <= installed) == (wing in project.variant.wings), wing
 
 
 def test_lint_and_format(project: Project, record_property: RecordProperty) -> None:
@@ -184,6 +204,8 @@ def test_declares_what_its_code_imports(project: Project) -> None:
 def test_pre_commit_passes_on_a_fresh_bake(
     project: Project, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    if not project.variant.wings:
+        pytest.skip("pre-commit runs on each variant's bake with every wing: the same hooks")
     run(["git", "init", "--quiet"], project.path)
     run(["git", "add", "--all"], project.path)
     home = {"PRE_COMMIT_HOME": str(tmp_path_factory.mktemp("pre-commit"))}
@@ -311,21 +333,18 @@ def test_own_suite_passes_with_a_resource_added_as_the_readme_says(
 
     # A developer's .env and shell, as the quickstart leaves them and then some:
     # the suite sets what it needs itself, so none of it may change a result.
-    # Then in two worker processes (pytest-xdist), as make test runs it: the same tests,
-    # each worker on a database of its own, dropped at its end.
+    # Without wings the suite runs in one process, as CI runs it; with every wing in
+    # two worker processes (pytest-xdist), as make test runs it: each worker on a
+    # database of its own, dropped at its end.
     (project.path / ".env").write_text(HOSTILE_SETTINGS)
     env = {"TEST_DATABASE_URL": project.database_url, **HOSTILE_ENVIRONMENT}
-    runs = {}
+    column, workers = ("suite_n2_s", ["-n", "2"]) if project.variant.wings else ("suite_s", [])
+    started = time.perf_counter()
     try:
-        for column, workers in [("suite_s", []), ("suite_n2_s", ["-n", "2"])]:
-            started = time.perf_counter()
-            runs[column] = project.uv_run(
-                "pytest", "-q", "-p", "no:cacheprovider", *workers, env=env
-            )
-            project.measure(record_property, column, started)
+        output = project.uv_run("pytest", "-q", "-p", "no:cacheprovider", *workers, env=env)
     finally:
         (project.path / ".env").unlink()
-    output, parallel = runs["suite_s"], runs["suite_n2_s"]
+    project.measure(record_property, column, started)
     if project.variant.database == "postgresql":
         of_workers = (
             "SELECT datname FROM pg_database WHERE datname LIKE current_database() || '_gw%'"
@@ -334,7 +353,6 @@ def test_own_suite_passes_with_a_resource_added_as_the_readme_says(
     summary = output.strip().splitlines()[-1]
     match = re.fullmatch(r"(\d+) passed(?:, (\d+) skipped)? in [\d.]+s(?: \([\d:]+\))?", summary)
     assert match, f"expected only passes, got: {summary}"
-    assert re.search(rf"^{match.group(1)} passed", parallel.strip().splitlines()[-1]), parallel
     if match.group(2):
         # Only the PgBouncer, nginx and standby tests may skip, and only where their
         # programs are not installed and CI is not set (under CI they fail instead).
@@ -354,6 +372,59 @@ def test_own_suite_passes_with_a_resource_added_as_the_readme_says(
                 assert not Path(f"/usr/sbin/{program}").exists()
     record_property(f"matrix:{project.variant.id}:suite_passed", int(match.group(1)))
     assert int(match.group(1)) >= 50
+
+
+def wing_tests(variant: Variant, wing: str) -> list[str]:
+    """The test modules of the generated project that come with ``wing``."""
+    return [
+        target
+        for target, answers in MANIFEST["only"].items()
+        if target.startswith("tests/")
+        and wing in answers
+        and all(variant.context[prompt] == answer for prompt, answer in answers.items())
+    ]
+
+
+@pytest.mark.parametrize(
+    "single",
+    [
+        pytest.param(w, id=w.id, marks=pytest.mark.xdist_group(w.id))
+        for v in selected_variants()
+        for w in alone(v)
+    ],
+)
+def test_a_wing_alone_type_checks_and_passes_its_own_tests(
+    single: Variant,
+    request: pytest.FixtureRequest,
+    cookies: Cookies,
+    tmp_path_factory: pytest.TempPathFactory,
+    record_property: RecordProperty,
+) -> None:
+    """Each wing joins the core by itself, without the others: the project it gives is
+    strictly typed, and the wing's own tests pass in it."""
+    (wing,) = single.wings
+    if single.database == "postgresql":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        name = f"template_alone_{wing}_{uuid.uuid4().hex[:8]}"
+        postgres.create_database(name)
+        database_url = postgres.sqlalchemy_url(name, single.sqlalchemy_driver)
+    else:
+        database_url = (
+            f"sqlite+{single.sqlalchemy_driver}:///{tmp_path_factory.mktemp('alone')}/alone.db"
+        )
+    try:
+        project = install(single, database_url, cookies, tmp_path_factory)
+        started = time.perf_counter()
+        assert "Success: no issues found" in project.uv_run("mypy")
+        tests = wing_tests(single, wing)
+        assert tests, wing
+        env = {"TEST_DATABASE_URL": database_url}
+        output = project.uv_run("pytest", "-q", "-p", "no:cacheprovider", *tests, env=env)
+        project.measure(record_property, "alone_s", started)
+    finally:
+        if single.database == "postgresql":
+            postgres.drop_database(name)
+    assert re.search(r"^\d+ passed in ", output.strip().splitlines()[-1], re.M), output
 
 
 class Load:
@@ -429,6 +500,8 @@ def test_a_database_restart_and_crash_under_load_lose_nothing_and_answer_only_50
     connection is left idle in a transaction."""
     if project.variant.database != "postgresql":
         pytest.skip("SQLite has no server to restart")
+    if project.variant.wings:
+        pytest.skip("a core guarantee: checked on each variant's bake without wings")
     cluster = PrivateCluster()
     server = None
     try:

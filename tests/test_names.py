@@ -1,5 +1,6 @@
 """Every slug the prompts accept, from 1 to 50 characters, gives code that is formatted and
-lint-clean as ruff wants it, in every variant: nothing wraps differently at some length.
+lint-clean as ruff wants it, in every variant with every wing it can have: nothing wraps
+differently at some length.
 
 Baking 400 projects would take minutes (each bake compiles every template
 anew); rendering the variant's Python files with cookiecutter's own Jinja
@@ -33,7 +34,10 @@ def test_every_slug_length_is_formatted_and_lint_clean(variant: Variant, tmp_pat
     for length in LENGTHS:
         context = generate_context(
             context_file=str(TEMPLATE_DIR / "cookiecutter.json"),
-            extra_context={**variant.context, "project_slug": slug(length)},
+            extra_context={
+                **variant.with_wings(variant.possible_wings).context,
+                "project_slug": slug(length),
+            },
         )
         answers = prompt_for_config(context, no_input=True)
         env = create_env_with_context({"cookiecutter": answers})

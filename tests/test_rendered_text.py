@@ -1,19 +1,36 @@
-"""Rendered text reads as if written by hand: no words run together, no paragraphs merged.
+"""Every supported combination bakes to text that reads as if written by hand.
 
-Jinja's ``trim_blocks`` removes the newline after a block tag. A tag at the
-end of a line of text therefore glues that line to the next ("asyncpgand"),
-and a conditional between two paragraphs can swallow the blank line that
-separated them.
+Each combination of a variant and its wings is baked and checked: exactly the
+files of the manifest; no template syntax left, no blank-line scars, no words
+run together; ruff's lint and format, as the generated project's own config
+has them. Jinja's ``trim_blocks`` removes the newline after a block tag. A tag
+at the end of a line of text therefore glues that line to the next
+("asyncpgand"), and a conditional between two paragraphs can swallow the
+blank line that separated them.
 """
 
+import functools
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pytest_cookies.plugin import Cookies
 
 from .conftest import bake
-from .matrix import COOKIECUTTER, PROJECT_TEMPLATE, TEMPLATE_DIR, VARIANTS, Variant
+from .matrix import (
+    COMBINATIONS,
+    COOKIECUTTER,
+    DEFAULT_ANSWERS,
+    PROJECT_TEMPLATE,
+    TEMPLATE_DIR,
+    Variant,
+    expected_files,
+)
+
+# Jinja that survived rendering; GitHub Actions' ${{ }} is legitimate.
+LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#|cookiecutter\.")
 
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9]+")
 BLOCK_TAG_LINE = re.compile(r"^\s*\{%-?.*?-?%\}\s*$")
@@ -28,29 +45,39 @@ def template_files() -> list[Path]:
     ]
 
 
-def vocabulary() -> set[str]:
+@functools.cache
+def vocabulary() -> frozenset[str]:
     """Every word the template could put into a file: its own text and the answers' text."""
     words: set[str] = set()
     for path in [*template_files(), TEMPLATE_DIR / "cookiecutter.json"]:
         words |= set(WORD.findall(path.read_text().lower()))
-    return words
+    return frozenset(words)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
-def test_no_words_run_together(cookies: Cookies, variant: Variant) -> None:
-    project = bake(cookies, **variant.context)
+@pytest.mark.parametrize("combination", COMBINATIONS, ids=lambda v: v.id)
+def test_every_combination_bakes_to_clean_text(cookies: Cookies, combination: Variant) -> None:
+    project = bake(cookies, **combination.context)
+    files = {p.relative_to(project).as_posix(): p for p in project.rglob("*") if p.is_file()}
     known = vocabulary()
 
+    assert set(files) == expected_files({**DEFAULT_ANSWERS, **combination.context})
     strangers = {}
-    for path in project.rglob("*"):
-        if path.is_file():
-            words = set(WORD.findall(path.read_text().lower()))
-            # "py311" is "py" and a version number; "sqlite3and" is two words run together.
-            unknown = {word for word in words - known if word.rstrip("0123456789") not in known}
-            if unknown:
-                strangers[path.relative_to(project).as_posix()] = sorted(unknown)
-
+    for name, path in files.items():
+        text = path.read_text()
+        assert not LEFTOVER.search(text), f"{name}: {LEFTOVER.search(text)}"
+        assert "\n\n\n\n" not in text, f"{name} has a blank-line scar"
+        assert "BaseHTTPMiddleware(" not in text
+        assert not re.search(r"^from starlette.middleware.base", text, re.M)
+        # "py311" is "py" and a version number; "sqlite3and" is two words run together.
+        words = set(WORD.findall(text.lower()))
+        unknown = {word for word in words - known if word.rstrip("0123456789") not in known}
+        if unknown:
+            strangers[name] = sorted(unknown)
     assert strangers == {}, "words that are in no template file: run together by a Jinja tag?"
+    for check in (["check"], ["format", "--check"]):
+        ruff = [sys.executable, "-m", "ruff", *check, "--no-cache", "."]
+        result = subprocess.run(ruff, cwd=project, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def is_prose(line: str) -> bool:
@@ -109,6 +136,24 @@ def merged_paragraphs(lines: list[str]) -> list[int]:
 )
 def test_no_paragraphs_merge_around_block_tags(path: Path) -> None:
     assert merged_paragraphs(path.read_text().splitlines()) == []
+
+
+# A block tag closing a conditional at the end of a line of text: trim_blocks takes the
+# newline after it, and the next line (or a paragraph's blank line) with it.
+INLINE_BLOCK_END = re.compile(r"^\s*[^\s{].*\{%-?\s*(?:endif|else|elif|endfor)\b[^%]*%\}\s*$")
+
+
+def test_no_line_of_text_ends_with_a_block_tag() -> None:
+    """An inline condition is written ``{{ "..." if ... }}`` where it ends a line."""
+    offenders = [
+        f"{path.relative_to(PROJECT_TEMPLATE)}:{number}"
+        for path in template_files()
+        if not path.name.startswith("uv.")
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if INLINE_BLOCK_END.match(line) and number < len(path.read_text().splitlines())
+    ]
+
+    assert offenders == []
 
 
 def test_async_and_await_have_one_spelling() -> None:

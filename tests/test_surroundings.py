@@ -18,14 +18,16 @@ import yaml
 from pytest_cookies.plugin import Cookies
 
 from .conftest import bake
-from .matrix import COOKIECUTTER, VARIANTS, Variant
+from .matrix import COOKIECUTTER, VARIANTS, Variant, bakes_checked
 
 PACKAGE = "my_service"
 # The uv release line that writes the template's locks (the template's own uv).
 UV_MINOR = tuple(int(part) for part in version("uv").split(".")[:2])
 
 
-@pytest.fixture(scope="module", params=VARIANTS, ids=lambda v: v.id)
+@pytest.fixture(
+    scope="module", params=[b for v in VARIANTS for b in bakes_checked(v)], ids=lambda v: v.id
+)
 def baked(request: pytest.FixtureRequest, cookies_session: Cookies) -> tuple[Variant, Path]:
     variant: Variant = request.param
     return variant, bake(cookies_session, **variant.context)
@@ -107,19 +109,30 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
     assert migrate["command"] == ["alembic", "upgrade", "head"]
     assert migrate["restart"] == "no"
     assert app["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
-    assert "ports" not in app  # reached through the proxy only
     for service in (app, migrate):
         assert service["build"] == "."
         assert service["env_file"] == [{"path": ".env", "required": False}]
     url = app["environment"]["DATABASE_URL"]
     assert migrate["environment"]["DATABASE_URL"] == url
-    assert app["environment"]["FORWARDED_ALLOW_IPS"] == "*"
-    assert_proxy(project, services["proxy"])
+    wings = {
+        "reverse_proxy": {"proxy"},
+        "pgbouncer": {"pgbouncer", "app-pgbouncer"},
+        "read_replicas": {"standby", "app-standby"},
+    }
+    expected = {"migrate", "app"} | ({"db"} if variant.database == "postgresql" else set())
+    for wing, names in wings.items():
+        expected |= names if wing in variant.wings else set()
+    assert set(services) == expected
+    if "reverse_proxy" in variant.wings:
+        assert "ports" not in app  # reached through the proxy only
+        assert app["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+        assert_proxy(project, services["proxy"])
+    else:
+        assert app["ports"] == ["8000:8000"]
+        assert "FORWARDED_ALLOW_IPS" not in app["environment"]
+        assert not (project / "deploy").exists()
     if variant.database == "postgresql":
         db = services["db"]
-        assert set(services) == {
-            "db", "migrate", "app", "proxy", "pgbouncer", "app-pgbouncer", "standby", "app-standby"
-        }  # fmt: skip
         assert "profiles" not in app
         assert re.fullmatch(r"postgres:\d+\.\d+-\w+", db["image"]), "pin the postgres image"
         assert "pg_isready" in " ".join(db["healthcheck"]["test"])
@@ -129,10 +142,16 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
         assert (
             url == f"postgresql+{variant.sqlalchemy_driver}://postgres:postgres@db:5432/{PACKAGE}"
         )
-        assert_pgbouncer_profile(compose, variant)
-        assert_standby_profile(compose, variant)
+        if "pgbouncer" in variant.wings:
+            assert_pgbouncer_profile(compose, variant)
+        if "read_replicas" in variant.wings:
+            assert_standby_profile(compose, variant)
+        else:
+            assert "configs" not in db
+            assert set(compose["volumes"]) == {"db-data"}
+        if not {"pgbouncer", "read_replicas"} & variant.wings:
+            assert "configs" not in compose
     else:
-        assert set(services) == {"migrate", "app", "proxy"}
         assert app["volumes"] == migrate["volumes"] == ["app-data:/data"]
         assert "app-data" in compose["volumes"]
         assert url.endswith(f":////data/{PACKAGE}.db")
@@ -225,8 +244,7 @@ def assert_pgbouncer_profile(compose: dict[str, Any], variant: Variant) -> None:
     assert targets["pgbouncer.ini"] == "/etc/pgbouncer/pgbouncer.ini"
     assert f"auth_file = {targets['pgbouncer-users']}" in ini.splitlines()
     assert app["environment"] == {
-        "DATABASE_URL": f"postgresql+{variant.sqlalchemy_driver}://postgres:postgres@pgbouncer:6432/{PACKAGE}",
-        "DB_PGBOUNCER": "true",
+        "DATABASE_URL": f"postgresql+{variant.sqlalchemy_driver}://postgres:postgres@pgbouncer:6432/{PACKAGE}?plugin=pgbouncer",
     }
     assert app["ports"] == ["8001:8000"]
     assert app["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
@@ -261,17 +279,21 @@ def test_ci_workflow(baked: tuple[Variant, Path]) -> None:
     assert uses[0].startswith("actions/checkout@")
     assert any(u.startswith("astral-sh/setup-uv@") for u in uses)
     # The programs the suite's proxy and PgBouncer tests start (they fail under CI without).
-    (install,) = [line for line in runs.splitlines() if line.startswith("sudo apt-get install")]
-    packages = set(install.split()[4:])
+    installs = [line for line in runs.splitlines() if line.startswith("sudo apt-get install")]
+    packages = {package for install in installs for package in install.split()[4:]}
+    needed = {
+        "reverse_proxy": {"nginx", "libnginx-mod-http-headers-more-filter"},
+        "pgbouncer": {"pgbouncer"},
+    }
+    assert len(installs) <= 1
+    assert packages == {p for wing, names in needed.items() if wing in variant.wings for p in names}
     if variant.database == "postgresql":
         service = job["services"]["postgres"]
         assert service["image"].startswith("postgres:")
         assert "pg_isready" in service["options"]
         assert job["env"]["TEST_DATABASE_URL"].endswith(f"/{PACKAGE}_test")
-        assert packages == {"nginx", "libnginx-mod-http-headers-more-filter", "pgbouncer"}
     else:
         assert "services" not in job
-        assert packages == {"nginx", "libnginx-mod-http-headers-more-filter"}
 
 
 def test_every_make_verb_is_listed_by_help_and_runs_through_uv(
@@ -370,14 +392,15 @@ def test_every_setting_is_documented(baked: tuple[Variant, Path]) -> None:
     example = (project / ".env.example").read_text().splitlines()
 
     assert "WEB_CONCURRENCY" in names
-    # SQLite refuses standbys: its README says so, its .env.example offers none.
-    refused = {"DATABASE_REPLICA_URLS"} if variant.database == "sqlite" else set()
-    for name in names:
-        assert f"| `{name}` |" in readme, f"{name} is missing from the README's settings table"
-        if name in refused:
-            assert not any(line.startswith(f"{name}=") for line in example), name
-            continue
-        assert any(line.startswith(f"{name}=") for line in example), f"{name} not in .env.example"
+    documented = re.findall(r"^\| `([A-Z_]+)` \|", readme, re.M)
+    offered = [line.split("=")[0].lstrip("# ") for line in example if "=" in line]
     # Read by the service too, not a setting: documented all the same.
-    assert "| `PROMETHEUS_MULTIPROC_DIR` |" in readme
-    assert any(line.startswith("# PROMETHEUS_MULTIPROC_DIR=") for line in example)
+    extra = ["PROMETHEUS_MULTIPROC_DIR"] if "metrics" in variant.wings else []
+    assert sorted(documented) == sorted(names + extra)
+    assert sorted(offered) == sorted(names + extra)
+    for wing, setting in [
+        ("metrics", "METRICS_TOKEN"),
+        ("idempotency_keys", "IDEMPOTENCY_KEY_TTL"),
+        ("read_replicas", "DATABASE_REPLICA_URLS"),
+    ]:
+        assert (setting in names) == (wing in variant.wings), setting

@@ -32,10 +32,13 @@ import pytest
 from alembic import command
 from fastapi import FastAPI
 from httpx2 import AsyncClient
+{% if is_pg %}
+from sqlalchemy import {{ "" if is_async else "Connection, " }}make_url
+{% elif not is_async %}
+from sqlalchemy import Connection
+{% endif %}
 {% if is_async %}
 from sqlalchemy.ext.asyncio import AsyncConnection
-{% else %}
-from sqlalchemy import Connection
 {% endif %}
 
 from {{ cookiecutter.package_name }}.db.unit import Database
@@ -49,14 +52,17 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from .support import (
     DEFAULT_TEST_DATABASE_URL,
     WORKER,
+    CuttingProxy,
     alembic_config,
     client_of,
     create_database_if_missing,
     drop_database,
+    empty_database,
     empty_tables,
     of_this_worker,
     running_app,
     settings_for,
+    through,
 )
 {% else %}
 from .support import (
@@ -143,3 +149,22 @@ async def committed_client(committed_app: FastAPI) -> AsyncIterator[AsyncClient]
     """A client of the committing app."""
     async with client_of(committed_app) as client:
         yield client
+{% if is_pg %}
+
+
+@pytest.fixture
+async def proxy(settings: Settings) -> AsyncIterator[CuttingProxy]:
+    """A TCP proxy between the service and its database, to cut a connection with."""
+    url = make_url(settings.database_url)
+    async with CuttingProxy(url.host or "localhost", url.port or 5432) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def proxied(settings: Settings, proxy: CuttingProxy) -> AsyncIterator[AsyncClient]:
+    """A client of the app, which reaches its database through ``proxy``; committing."""
+    url = through(settings.database_url, proxy.port)
+    async with running_app(settings, database_url=url) as app, client_of(app) as client:
+        yield client
+    await empty_database(settings.database_url)
+{% endif %}

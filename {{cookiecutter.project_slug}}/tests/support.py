@@ -226,6 +226,63 @@ async def empty_database(database_url: str) -> None:
         {{ cookiecutter.__await }}engine.dispose()
 
 
+{% if is_pg %}
+class CuttingProxy:
+    """Forwards TCP connections to PostgreSQL; ``cut_after(marker)`` makes it cut the
+    connection whose client sends ``marker`` next: the server gets what was sent, the
+    client never hears back."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.marker: bytes | None = None
+        self.cuts = 0
+        self.port = 0
+
+    async def __aenter__(self) -> "CuttingProxy":
+        self.server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.server.close()
+
+    def cut_after(self, marker: bytes) -> None:
+        self.marker = marker
+
+    async def _forward(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        server_in, server_out = await asyncio.open_connection(*self.target)
+
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, watch: bool
+        ) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+                    if watch and self.marker is not None and self.marker in data:
+                        self.marker = None
+                        self.cuts += 1
+                        client_out.transport.abort()  # the client's end: reset
+                        break  # the server's end is closed after what it was sent
+            except OSError:
+                pass
+            finally:
+                client_out.transport.abort()
+                server_out.close()
+
+        await asyncio.gather(
+            pump(client_in, server_out, watch=True), pump(server_in, client_out, watch=False)
+        )
+
+
+def through(url: str, port: int) -> str:
+    """``url``, reaching its server through the proxy on ``port``."""
+    return make_url(url).set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+
+
+{% endif %}
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -280,7 +337,6 @@ def start_server(
             cwd=log.parent,  # not the project's: its .env is the developer's, not the test's
             env={
                 **os.environ,
-                "PROMETHEUS_MULTIPROC_DIR": str(log.with_name(f"{log.stem}-metrics")),
                 **(env or {}),
                 "DATABASE_URL": database_url,
             },

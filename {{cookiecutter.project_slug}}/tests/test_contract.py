@@ -11,14 +11,18 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from typing import Any
+{% if cookiecutter.idempotency_keys %}
 from uuid import uuid4
+{% endif %}
 
 import pytest
 import schemathesis
 from hypothesis import settings
 
 from {{ cookiecutter.package_name }}.db.engine import build_engine
+{% if cookiecutter.idempotency_keys %}
 from {{ cookiecutter.package_name }}.idempotency.middleware import HEADER
+{% endif %}
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -43,6 +47,7 @@ async def forget_what_was_written(database_url: str) -> None:
     {{ cookiecutter.__await }}engine.dispose()
 
 
+{% if cookiecutter.idempotency_keys %}
 def as_a_client_would_send(case: schemathesis.Case[Any]) -> None:
     """What schemathesis makes up where a real client sends what the service gave it.
 
@@ -55,9 +60,12 @@ def as_a_client_would_send(case: schemathesis.Case[Any]) -> None:
         case.headers[HEADER] = str(uuid4())
 
 
+{% endif %}
 @schema.parametrize()
 def test_every_operation_keeps_its_promises(case: schemathesis.Case[Any], served: str) -> None:
+{% if cookiecutter.idempotency_keys %}
     as_a_client_would_send(case)
+{% endif %}
     case.call_and_validate(base_url=served)
 
 
@@ -65,8 +73,10 @@ def test_sequences_of_calls_keep_their_promises(served: str) -> None:
     class Workflow(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
             return {"base_url": served}
+{% if cookiecutter.idempotency_keys %}
 
         def before_call(self, case: schemathesis.Case[Any]) -> None:
             as_a_client_would_send(case)
+{% endif %}
 
     Workflow.run(settings=settings(max_examples=10, stateful_step_count=6, deadline=None))

@@ -7,6 +7,9 @@ a retry with the same key and request gets it again, and changes nothing.
 
 import asyncio
 import logging
+{% if cookiecutter.database == "postgresql" %}
+import time
+{% endif %}
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +34,9 @@ from {{ cookiecutter.package_name }}.idempotency.models import (
 )
 from {{ cookiecutter.package_name }}.idempotency.repository import purge_expired
 from {{ cookiecutter.package_name }}.items.models import Item
+{% if cookiecutter.database == "postgresql" %}
+from {{ cookiecutter.package_name }}.session import SessionDep
+{% endif %}
 from {{ cookiecutter.package_name }}.settings import Settings
 
 # What a retry must answer exactly as the first time.
@@ -147,6 +153,40 @@ async def test_an_error_is_not_stored_and_a_retry_runs_again(
     assert await count(connection, IdempotencyKey) == 1
 
 
+{% if cookiecutter.database == "postgresql" %}
+async def test_a_retry_while_the_first_runs_is_refused_at_once_holding_no_connection(
+    committed_client: AsyncClient, committed_app: FastAPI
+) -> None:
+    """The first request holds its key's unit of work open in its endpoint; a retry is
+    answered 409 with Retry-After at once, instead of waiting for it with a connection."""
+    running, release = asyncio.Event(), asyncio.Event()
+
+    @committed_app.post("/test/slow", status_code=201)
+    async def slow(session: SessionDep) -> dict[str, str]:
+        running.set()
+        await release.wait()
+        return {"done": "yes"}
+
+    database = committed_app.state.database
+    first = asyncio.create_task(committed_client.post("/test/slow", headers={HEADER: "slow"}))
+    await running.wait()
+    started = time.monotonic()
+    retry = await committed_client.post("/test/slow", headers={HEADER: "slow"})
+    waited = time.monotonic() - started
+    held = database.engine.pool.checkedout()
+    release.set()
+    answered = await first
+    again = await committed_client.post("/test/slow", headers={HEADER: "slow"})
+
+    assert retry.status_code == 409
+    assert retry.headers["retry-after"] == "1"
+    assert HEADER in retry.json()["detail"]
+    assert waited < 0.5
+    assert held == 1  # the first request's: the retry gave its own back at once
+    assert answered.status_code == 201
+    assert again.status_code == 201
+    assert again.headers[REPLAYED_HEADER] == "true"
+{% else %}
 async def test_concurrent_retries_wait_for_the_first_and_store_once(
     committed_client: AsyncClient, committed_app: FastAPI
 ) -> None:
@@ -161,6 +201,7 @@ async def test_concurrent_retries_wait_for_the_first_and_store_once(
     listed = await committed_client.get("/items")
     assert len(listed.json()["items"]) == 1
     assert committed_app.state.database.engine.pool.checkedout() == 0
+{% endif %}
 
 
 def expire_every_key(session: Session) -> None:

@@ -1,6 +1,7 @@
 """Behind PgBouncer in transaction mode, the usual way many replicas share one PostgreSQL.
 
-With ``DB_PGBOUNCER=true`` the service works through a real PgBouncer, which
+With ``?plugin=pgbouncer`` in its URL (``db/pgbouncer.py``) the service works
+through a real PgBouncer, which
 these tests start on a free port with a configuration they write: many
 concurrent writes each read back, read-your-writes from a connection that
 bypasses PgBouncer, and no failed request after the server dropped every
@@ -77,7 +78,8 @@ def pgbouncer_url(database_url: str) -> Iterator[str]:
             bouncer = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         try:
             wait_until_listening(port, bouncer, log, "PgBouncer")
-            yield server.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+            bounced = server.set(host="127.0.0.1", port=port, query={"plugin": "pgbouncer"})
+            yield bounced.render_as_string(hide_password=False)
         finally:
             bouncer.terminate()
             bouncer.wait(timeout=10)
@@ -85,8 +87,8 @@ def pgbouncer_url(database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def bounced_app(pgbouncer_url: str, settings: Settings) -> AsyncIterator[FastAPI]:
-    """The service with ``DB_PGBOUNCER=true``, connected through PgBouncer."""
-    async with running_app(settings, database_url=pgbouncer_url, db_pgbouncer=True) as app:
+    """The service connected through PgBouncer, as its URL says."""
+    async with running_app(settings, database_url=pgbouncer_url) as app:
         yield app
         await empty_tables(app.state.database.engine)
 

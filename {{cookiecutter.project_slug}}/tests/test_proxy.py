@@ -427,8 +427,23 @@ def test_the_service_unreachable_is_a_json_503_with_retry_after() -> None:
     assert "detail" in answer.json()
 
 
+def test_the_scheme_a_load_balancer_saw_reaches_the_service(proxy: int) -> None:
+    """nginx passes on the X-Forwarded-Proto of a load balancer that ended TLS in front
+    of it, else its own scheme: the service builds its links (and marks its cookies
+    Secure) with the scheme the client used."""
+    base = f"http://127.0.0.1:{proxy}"
+    behind_tls = httpx2.get(f"{base}/items/", headers={"X-Forwarded-Proto": "https"})
+    plain = httpx2.get(f"{base}/items/")
+
+    assert behind_tls.status_code == plain.status_code == 307  # to /items, without the slash
+    assert behind_tls.headers["location"].startswith("https://")
+    assert plain.headers["location"].startswith("http://")
+{% if cookiecutter.metrics %}
+
+
 def test_metrics_are_scraped_from_the_service_not_through_the_proxy(
     proxy: int, served: Served
 ) -> None:
     assert httpx2.get(f"http://127.0.0.1:{proxy}/metrics").status_code == 404
     assert httpx2.get(f"http://127.0.0.1:{served.port}/metrics").status_code == 200
+{% endif %}

@@ -30,7 +30,7 @@ import pytest
 from alembic import command
 from fastapi import FastAPI
 from httpx2 import AsyncClient
-from prometheus_client import REGISTRY
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -38,9 +38,13 @@ from {{ cookiecutter.package_name }}.consistency import (
     POSITION_COOKIE,
     POSITION_HEADER,
 )
-from {{ cookiecutter.package_name }}.db.unit import Database
+from {{ cookiecutter.package_name }}.db.replicas import ReplicatedDatabase
 from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.settings import URL_SCHEME, Settings
+from {{ cookiecutter.package_name }}.settings import (
+    URL_SCHEME,
+    Settings,
+    problems,
+)
 
 from .support import alembic_config, client_of, empty_database, free_port, running_app
 
@@ -150,9 +154,31 @@ def collect_dropped_connections() -> None:
         gc.collect()
 
 
+def test_standbys_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    urls = [f"{URL_SCHEME}://postgres@standby-{n}:5432/service" for n in (1, 2)]
+    monkeypatch.setenv("DATABASE_REPLICA_URLS", f" {urls[0]} ,{urls[1]},")
+
+    assert Settings(_env_file=None).database_replica_urls == urls
+
+
+def test_a_standby_url_for_another_driver_is_refused_by_its_number() -> None:
+    given = f"{URL_SCHEME}://postgres@standby/service,mysql://root@standby/service"
+
+    with pytest.raises(ValidationError) as error:
+        Settings(_env_file=None, database_replica_urls=given)  # type: ignore[arg-type]
+
+    assert problems(error.value) == [
+        f"DATABASE_REPLICA_URLS: the URL number 2 names 'mysql'; this service runs on {URL_SCHEME}://..."
+    ]
+
+
+def database_of(app: FastAPI) -> ReplicatedDatabase:
+    database: ReplicatedDatabase = app.state.database
+    return database
+
+
 async def in_rotation(app: FastAPI) -> bool:
-    database: Database = app.state.database
-    return all(standby.in_rotation for standby in database.replicas.standbys)
+    return all(standby.in_rotation for standby in database_of(app).standbys)
 
 
 async def until(condition: Callable[[], Awaitable[bool]], seconds: float = 15) -> None:
@@ -181,8 +207,11 @@ async def replicated_app(
     collect_dropped_connections()
 
 
-def reads_on(server: str) -> float:
-    return REGISTRY.get_sample_value("db_reads_total", {"server": server}) or 0.0
+def reads_on(app: FastAPI) -> tuple[int, int]:
+    """How many read-only units of work the standby, and the primary, served."""
+    database = database_of(app)
+    (standby,) = database.standbys
+    return standby.reads, database.primary_reads
 
 
 async def create_then_read(client: AsyncClient, name: str, *, send_token: bool) -> tuple[int, str]:
@@ -211,15 +240,14 @@ async def test_a_client_that_sends_its_token_back_reads_every_write(
 async def test_without_the_token_reads_from_the_standby_are_stale(
     replicated_app: FastAPI, servers: tuple[Server, Server]
 ) -> None:
-    _, standby = servers
-    before = reads_on(standby.name)
+    before, _ = reads_on(replicated_app)
     async with client_of(replicated_app) as client:
         statuses = [
             (await create_then_read(client, f"stale-{n}", send_token=False))[0] for n in range(50)
         ]
     # The standby applies each commit DELAY seconds late: nearly every read misses.
     assert statuses.count(404) >= 45, statuses
-    assert reads_on(standby.name) - before >= 45
+    assert reads_on(replicated_app)[0] - before >= 45
 
 
 async def test_the_cookie_carries_the_token_for_a_client_that_keeps_cookies(
@@ -246,13 +274,14 @@ async def test_reads_go_to_the_standby_once_it_has_replayed_the_write(
         token = created.headers[POSITION_HEADER]
         item = created.json()["id"]
         await asyncio.sleep(DELAY + 0.5)
-        before = (reads_on(standby.name), reads_on("primary"))
+        before = reads_on(replicated_app)
         client.cookies.clear()
         for _ in range(10):
             read = await client.get(f"/items/{item}", headers={POSITION_HEADER: token})
             assert read.status_code == 200
-    assert reads_on(standby.name) - before[0] == 10
-    assert reads_on("primary") - before[1] == 0
+    after = reads_on(replicated_app)
+    assert after[0] - before[0] == 10
+    assert after[1] - before[1] == 0
     # The service's pool keeps its connections to the standby open (psql is this one).
     assert int(standby.sql(SERVICE_CONNECTIONS)) >= 1
     # Writes never go to the standby: it is still one, and the row came from the primary.
@@ -303,7 +332,7 @@ async def test_the_standby_stopped_mid_run_costs_no_5xx(
     async with client_of(replicated_app, raise_app_exceptions=False) as client:
         readers = [asyncio.create_task(reader(client)) for _ in range(8)]
         await asyncio.sleep(1)
-        on_standby = reads_on(standby.name)
+        on_standby, _ = reads_on(replicated_app)
         await asyncio.to_thread(standby.stop)
         await asyncio.sleep(1.5)
         stopping = False
@@ -327,7 +356,7 @@ async def test_background_work_reads_from_the_standby_unless_it_asks_for_the_pri
     replicated_app: FastAPI, servers: tuple[Server, Server]
 ) -> None:
     primary, _ = servers
-    database: Database = replicated_app.state.database
+    database = database_of(replicated_app)
     primary.sql("INSERT INTO items (name) VALUES ('fresh')")
 
     async with database.open_session(writes=False) as session:
@@ -387,8 +416,7 @@ async def test_a_read_with_a_token_does_not_wait_for_a_standby_known_to_lag_too_
     try:
         async with running_app(settings, **changes) as app, client_of(app) as client:
             await until(lambda: in_rotation(app))
-            database: Database = app.state.database
-            (lagging,) = database.replicas.standbys
+            (lagging,) = database_of(app).standbys
             deadline = time.monotonic() + 10
             n = 0
             while lagging.lag <= wait:

@@ -69,32 +69,6 @@ def test_a_database_url_for_another_driver_is_refused(url: str) -> None:
     ]
 
 
-{% if cookiecutter.database == "postgresql" %}
-def test_standbys_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
-    urls = [f"{URL_SCHEME}://postgres@standby-{n}:5432/service" for n in (1, 2)]
-    monkeypatch.setenv("DATABASE_REPLICA_URLS", f" {urls[0]} ,{urls[1]},")
-
-    assert Settings(_env_file=None).database_replica_urls == urls
-
-
-def test_a_standby_url_for_another_driver_is_refused_by_its_number() -> None:
-    given = f"{URL_SCHEME}://postgres@standby/service,mysql://root@standby/service"
-
-    assert bad_settings(database_replica_urls=given) == [
-        f"DATABASE_REPLICA_URLS: the URL number 2 names 'mysql'; this service runs on {URL_SCHEME}://..."
-    ]
-{% else %}
-def test_standbys_are_refused_sqlite_has_none(tmp_path: Path) -> None:
-    result = serve(tmp_path, DATABASE_REPLICA_URLS=f"{URL_SCHEME}:///./copy.db")
-
-    assert result.returncode == 1
-    assert result.stderr.splitlines() == [
-        f"{PROG}: cannot start: DATABASE_REPLICA_URLS: SQLite has no standbys to read from;"
-        " leave it empty"
-    ]
-{% endif %}
-
-
 def test_every_bad_setting_is_named_without_its_value() -> None:
     lines = bad_settings(db_pool_size="many", log_level="loud")
 

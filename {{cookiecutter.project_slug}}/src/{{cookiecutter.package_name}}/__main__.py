@@ -8,24 +8,23 @@ every worker closes its connections and the server exits.
 
 Each worker bounds what it takes on: ``WEB_MAX_CONCURRENCY`` connections and
 requests at once (uvicorn answers those past it with 503), and a keep-alive
-connection idle for ``WEB_KEEP_ALIVE_TIMEOUT`` seconds is closed. What a
-slow or hostile client can do before a request reaches the service (headers
-sent a byte a second, huge headers, thousands of idle sockets) is bounded by
-nginx in front of it (``deploy/nginx.conf``).
+connection idle for ``WEB_KEEP_ALIVE_TIMEOUT`` seconds is closed.
+{% if cookiecutter.reverse_proxy %}
+What a slow or hostile client can do before a request reaches the service
+(headers sent a byte a second, huge headers, thousands of idle sockets) is
+bounded by nginx in front of it (``deploy/nginx.conf``).
+{% endif %}
+{% if cookiecutter.metrics %}
 
-The workers' metrics meet in files in ``PROMETHEUS_MULTIPROC_DIR``, which must
-start empty: this command empties the folder it names, or makes a temporary one.
+Several workers write their metrics to one folder, which this command
+prepares for them (``metrics_folder.py``).
+{% endif %}
 """
 
 import argparse
 import gc
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -35,6 +34,9 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from .logs import logging_config
+{% if cookiecutter.metrics %}
+from .metrics_folder import shared_folder
+{% endif %}
 from .settings import Settings, get_settings, problems, unknown_variables
 
 PROG = "python -m {{ cookiecutter.package_name }}"
@@ -49,30 +51,9 @@ def positive(value: str) -> int:
     return number
 
 
-@contextmanager
-def metrics_folder() -> Iterator[None]:
-    """An empty ``PROMETHEUS_MULTIPROC_DIR`` while the server runs."""
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if given:
-        folder = Path(given)
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.db"):  # the last run's numbers
-            stale.unlink()
-        yield
-        return
-    prefix = "{{ cookiecutter.package_name }}-metrics-"
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-    try:
-        yield
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def worker_app() -> FastAPI:
     """The application of one worker process (what uvicorn's ``--factory`` calls)."""
-    # Imported in the worker: the metrics it defines need PROMETHEUS_MULTIPROC_DIR,
-    # which main() prepares first.
+    # Imported in the worker: nothing of the application is built in the server process.
     from .main import create_app
 
     app = create_app()
@@ -125,11 +106,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # The workers read their settings from the environment: tell them how many they are.
     os.environ["WEB_CONCURRENCY"] = str(args.workers)
-    with metrics_folder():
-        if args.workers > 1 and not args.reload:
-            serve_workers(args, settings)
-        else:
-            uvicorn.run(APP, **server_options(args, settings))
+{% if cookiecutter.metrics %}
+    with shared_folder(args.workers):
+        serve(args, settings)
+{% else %}
+    serve(args, settings)
+{% endif %}
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> None:
+    """uvicorn, in this process or in several workers."""
+    if args.workers > 1 and not args.reload:
+        serve_workers(args, settings)
+    else:
+        uvicorn.run(APP, **server_options(args, settings))
 
 
 def server_options(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:

@@ -18,9 +18,7 @@ Every failure below ends as a JSON ``{"detail": ...}`` response:
   - 500 otherwise, logged with its traceback.
 
   A commit that fails at the end of a request gets the same answer
-  (``session.py``). A write whose commit got no answer may be stored: a client
-  that retries with the same ``Idempotency-Key`` gets the first answer
-  (``idempotency/``).
+  (``session.py``); one whose answer never came may have been stored.
 - A method the path does not have: 405, with every method it does have in ``Allow``.
 - A request that fails validation: 422, whatever it held: unpaired
   surrogates, which plain JSON encoding refuses, and the numbers Python's

@@ -10,7 +10,7 @@
 - ``BODY``, ``CONFLICT``, ``NOT_FOUND``, ``CHANGED`` and ``UNAVAILABLE``: the
   answers a route declares in the OpenAPI document, besides its 2xx and 422.
 - ``ASGIMiddleware``: the base of the service's pure ASGI middleware, and
-  ``route_of()``, the route that answered a request (for logs and metrics).
+  ``route_of()``, the route that answered a request (for the access log).
 - ``SecurityHeadersMiddleware``: what every answer of a JSON API says about
   itself, unless its route said otherwise (``SECURITY_HEADERS``).
 - ``HostMiddleware``: a 400 for a request without one valid ``Host`` header

@@ -1,10 +1,22 @@
+{% set keys = cookiecutter.idempotency_keys %}
+{% set replicas = cookiecutter.read_replicas %}
+{% set in_middleware = cookiecutter.session_strategy == "middleware" %}
+{% set background = cookiecutter.metrics or keys or replicas %}
+{% set database_class = "ServiceDatabase" if keys and replicas else ("KeyedDatabase" if keys else ("ReplicatedDatabase" if replicas else "Database")) %}
 """The application: ``create_app()`` builds one.
 
 uvicorn calls it in each worker (``uvicorn --factory {{ cookiecutter.package_name }}.main:create_app``, as
 ``python -m {{ cookiecutter.package_name }}`` does): nothing is built, and no setting read, on import.
+{% if background %}
+
+This is where the wings join the core: their middleware, routes, background
+tasks and the ``Database`` that begins and ends units of work.
+{% endif %}
 """
 
+{% if background %}
 import asyncio
+{% endif %}
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,65 +25,83 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from . import health, observability
-{% if cookiecutter.database == "postgresql" %}
+from . import health{{ ", metrics" if cookiecutter.metrics }}
+{% if replicas %}
 from .consistency import ConsistencyMiddleware
+from .db.replicas import ReplicatedDatabase
 {% endif %}
+{% if not keys and not replicas %}
 from .db.unit import Database
+{% endif %}
 from .errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_error_handlers
 from .http import HostMiddleware, SecurityHeadersMiddleware
-from .idempotency import middleware as idempotency
-from .idempotency.tasks import purge_expired_keys
+{% if keys %}
+from .idempotency import IdempotencyMiddleware, KeyedDatabase, document, purge_expired_keys
+{% endif %}
 from .items.routes import router as items_router
-from .observability import REQUEST_ID_HEADER, AccessMiddleware, is_request_id, worker_stopped
-{% if cookiecutter.session_strategy == "middleware" %}
+{% if cookiecutter.metrics %}
+from .observability import REQUEST_ID_HEADER, is_request_id
+{% else %}
+from .observability import REQUEST_ID_HEADER, AccessMiddleware, is_request_id
+{% endif %}
+{% if in_middleware %}
 from .session import SessionMiddleware
 {% endif %}
 from .settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
+{% if keys and replicas %}
+
+
+class ServiceDatabase(KeyedDatabase, ReplicatedDatabase):
+    """Keyed writes (``idempotency/``) on a primary with standbys (``db/replicas.py``)."""
+{% endif %}
 
 
 def middleware(settings: Settings) -> list[Middleware]:
     """The middleware every request passes through, outermost first. The order matters:
 
-    - the request id is set first, so every line logged below carries it;
-    - every answer gets the security headers, the last resort's 500 included;
-    - a request for a host the service does not serve is refused before any work;
-{% if cookiecutter.database == "postgresql" %}
-    - with standbys, a request's consistency token is read before any unit of work
-      begins, and a request that wrote gets one once all its units have ended;
+    - The request id is set first, so every line logged below carries it.
+    - Every answer gets the security headers, the last resort's 500 included.
+    - The access log sees the final status: the 500 of an unexpected error{{ " and
+      the answer to a commit that failed" if in_middleware }}.
+    - A request for a host the service does not serve is refused before any work.
+{% if replicas %}
+    - With standbys, a request's consistency token is read before any unit of work
+      begins, and a request that wrote gets one once all its units have ended.
 {% endif %}
-    - the access log sees the final status: the 500 of an unexpected error{% if cookiecutter.session_strategy == "middleware" %} and
-      the answer to a commit that failed{% endif %};
-    - the 500 of an unexpected error is the answer of last resort for all within;
-    - an oversized body is refused before anything reads it;
-    - a write with an ``Idempotency-Key`` begins its unit of work before the
-      application runs, and commits it once its whole answer is stored{% if cookiecutter.session_strategy == "middleware" %};
-    - the request's session ends when its response starts, inside everything
-      that reports on that response{% endif %}.
+    - The 500 of an unexpected error is the answer of last resort for all within.
+    - An oversized body is refused before anything reads it.
+{% if keys %}
+    - A write with an ``Idempotency-Key`` begins its unit of work before the
+      application runs, and commits it once its whole answer is stored.
+{% endif %}
+{% if in_middleware %}
+    - The request's session ends when its response starts, inside everything
+      that reports on that response.
+{% endif %}
     """
-{% if cookiecutter.database == "postgresql" %}
-    consistency = [
-        Middleware(
-            ConsistencyMiddleware,
-            max_lag=settings.db_replica_max_lag,
-            check_interval=settings.db_replica_check_interval,
-        )
-    ]
+{% if replicas %}
+    consistency = Middleware(
+        ConsistencyMiddleware,
+        max_lag=settings.db_replica_max_lag,
+        check_interval=settings.db_replica_check_interval,
+    )
 {% endif %}
     return [
         Middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_request_id),
         Middleware(SecurityHeadersMiddleware),
-        Middleware(AccessMiddleware),
+        Middleware({{ "metrics.MetricsMiddleware" if cookiecutter.metrics else "AccessMiddleware" }}),
         Middleware(HostMiddleware, allowed=settings.allowed_hosts),
-{% if cookiecutter.database == "postgresql" %}
-        *(consistency if settings.database_replica_urls else []),
+{% if replicas %}
+        *([consistency] if settings.database_replica_urls else []),
 {% endif %}
         Middleware(UnexpectedErrorMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body),
-        Middleware(idempotency.IdempotencyMiddleware, ttl=settings.idempotency_key_ttl),
-{% if cookiecutter.session_strategy == "middleware" %}
+{% if keys %}
+        Middleware(IdempotencyMiddleware, ttl=settings.idempotency_key_ttl),
+{% endif %}
+{% if in_middleware %}
         Middleware(SessionMiddleware),
 {% endif %}
     ]
@@ -85,15 +115,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One engine (and connection pool) per running application, disposed of
         # on shutdown: Ctrl-C or SIGTERM leaves no connection open.
-        database = Database(settings)
+        database = {{ database_class }}(settings)
         app.state.database = database
         log_connection_budget(settings)
-        tasks = [asyncio.create_task(purge_expired_keys(database, settings.idempotency_key_ttl))]
-{% if cookiecutter.database == "postgresql" %}
-        if database.replicas:
-            interval = settings.db_replica_check_interval
-            tasks.append(asyncio.create_task(database.watch_standbys(interval)))
+{% if background %}
+        tasks = [
+{% if cookiecutter.metrics %}
+            asyncio.create_task(metrics.keep_sampling(database)),
 {% endif %}
+{% if keys %}
+            asyncio.create_task(purge_expired_keys(database, settings.idempotency_key_ttl)),
+{% endif %}
+{% if replicas %}
+            asyncio.create_task(database.watch(settings.db_replica_check_interval)),
+{% endif %}
+        ]
         try:
             yield
         finally:
@@ -102,7 +138,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await database.dispose()
-            worker_stopped()
+{% if cookiecutter.metrics %}
+            metrics.worker_stopped()
+{% endif %}
+{% else %}
+        try:
+            yield
+        finally:
+            await database.dispose()
+{% endif %}
 
     docs = settings.api_docs
     app = FastAPI(
@@ -114,10 +158,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.state.metrics_token = settings.metrics_token
     install_error_handlers(app)
-    idempotency.document(app)
-    app.include_router(observability.router)
+{% if keys %}
+    document(app)
+{% endif %}
+{% if cookiecutter.metrics %}
+    app.include_router(metrics.router(settings.metrics_token))
+{% endif %}
     app.include_router(health.router)
     app.include_router(items_router)
     return app
@@ -126,7 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def log_connection_budget(settings: Settings) -> None:
     """How many database connections this worker, and all workers of this process, may open."""
     per_server = settings.db_pool_size + settings.db_max_overflow
-{% if cookiecutter.database == "postgresql" %}
+{% if replicas %}
     servers = 1 + len(settings.database_replica_urls)
     standbys = f" to each of {servers} servers: the primary, its standbys" if servers > 1 else ""
     per_worker = per_server * servers

@@ -17,9 +17,6 @@ default ``scope="request"`` would commit only after the client already has its
 Fail a request by raising: a response with an error status that an endpoint
 returns itself is invisible to a dependency, and what it wrote is committed.
 
-A write sent with an ``Idempotency-Key`` joins the unit of work begun for it
-(``idempotency/middleware.py``), which commits once its answer is stored.
-
 An endpoint takes one of three, which say whether the unit of work writes:
 
 - ``SessionDep``: as the method says. ``GET``, ``HEAD`` and ``OPTIONS`` only read.
@@ -62,7 +59,7 @@ def _session(writes: bool | None) -> Callable[[Request], AsyncIterator[{{ Sessio
         database = await get_database(request)
         unit_writes = request.method not in READ_ONLY_METHODS if writes is None else writes
         name = f"{request.method} {route_of(request.scope)}"
-        async with database.open_session(writes=unit_writes, name=name, join=True) as session:
+        async with database.open_session(writes=unit_writes, name=name) as session:
             yield session
 
     return get_session

@@ -20,9 +20,6 @@ This is a pure ASGI middleware rather than a subclass of Starlette's base HTTP
 middleware, which runs the endpoint in a separate task and only sees the
 response once it has started.
 
-A write sent with an ``Idempotency-Key`` joins the unit of work begun for it
-(``idempotency/middleware.py``), which commits once its answer is stored.
-
 An endpoint takes one of three, which say whether the unit of work writes:
 
 - ``SessionDep``: as the method says. ``GET``, ``HEAD`` and ``OPTIONS`` only read.
@@ -70,7 +67,7 @@ class RequestSession:
             if writes is None:
                 writes = request.method not in READ_ONLY_METHODS
             name = f"{request.method} {route_of(request.scope)}"
-            self.session = await self.database.begin(writes=writes, name=name, join=True)
+            self.session = await self.database.begin(writes=writes, name=name)
         return self.session
 
     async def end(self, *, commit: bool) -> None:

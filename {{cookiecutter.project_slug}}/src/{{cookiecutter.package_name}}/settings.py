@@ -13,7 +13,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+{% if cookiecutter.metrics %}
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+{% else %}
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+{% endif %}
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -35,20 +39,23 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
-def _none_if_empty(value: Any) -> Any:
-    return None if value == "" else value
+def _comma_separated(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip().lower() for item in value.split(",") if item.strip()]
+    return value
+{% if cookiecutter.read_replicas %}
 
 
 def _urls(value: Any) -> Any:
     if isinstance(value, str):
         return [url.strip() for url in value.split(",") if url.strip()]
     return value
+{% endif %}{% if cookiecutter.metrics %}
 
 
-def _comma_separated(value: Any) -> Any:
-    if isinstance(value, str):
-        return [item.strip().lower() for item in value.split(",") if item.strip()]
-    return value
+def _none_if_empty(value: Any) -> Any:
+    return None if value == "" else value
+{% endif %}
 
 
 def _of_this_variants_driver(url: str) -> str:
@@ -78,9 +85,6 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_echo: bool = False
 {% if cookiecutter.database == "postgresql" %}
-    # The database URL points at PgBouncer in transaction mode: no server-side
-    # prepared statements outlive a transaction (see db/engine.py).
-    db_pgbouncer: bool = False
     # A pooled connection idle for longer is pinged before it is lent again;
     # one idle for less is checked without a round trip (see db/engine.py).
     db_ping_after: float = Field(default=10.0, ge=0)
@@ -88,6 +92,8 @@ class Settings(BaseSettings):
     # ends it; 0 switches a guard off (see db/engine.py).
     db_statement_timeout: float = Field(default=30.0, ge=0)
     db_idle_in_transaction_timeout: float = Field(default=60.0, ge=0)
+{% endif %}
+{% if cookiecutter.read_replicas %}
     # Hot standbys that read-only units of work read from, comma-separated URLs of
     # the same driver; empty: every unit of work on the primary (see db/replicas.py).
     database_replica_urls: Annotated[list[str], NoDecode, BeforeValidator(_urls)] = []
@@ -99,20 +105,21 @@ class Settings(BaseSettings):
     db_replica_max_lag: float = Field(default=30.0, gt=0)
     # Seconds between checks of each standby: its lag, and whether it is back.
     db_replica_check_interval: float = Field(default=1.0, gt=0)
-{% else %}
-    # SQLite has no standbys: the setting of the PostgreSQL variants is refused.
-    database_replica_urls: Annotated[list[str], NoDecode, BeforeValidator(_urls)] = []
 {% endif %}
+{% if cookiecutter.idempotency_keys %}
     # Seconds the answer to a write with an Idempotency-Key is kept (see idempotency/).
     idempotency_key_ttl: float = Field(default=24 * 60 * 60, gt=0)
+{% endif %}
     # The host names the service answers to (Host header), comma-separated; "*" is
     # any, "*.example.com" any below it. Any other host is answered 400.
     allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = ["*"]
     # /docs, /redoc and /openapi.json are served (the image switches them off).
     api_docs: bool = True
+{% if cookiecutter.metrics %}
     # When set, GET /metrics asks for "Authorization: Bearer <token>" (Prometheus'
     # authorization.credentials); unset, anyone who reaches the port may scrape it.
     metrics_token: Annotated[SecretStr | None, BeforeValidator(_none_if_empty)] = None
+{% endif %}
     # Larger request bodies are refused with a 413 before they are parsed.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
     # Worker processes of `python -m {{ cookiecutter.package_name }}` (uvicorn reads the same
@@ -132,7 +139,7 @@ class Settings(BaseSettings):
     @classmethod
     def _names_this_variants_driver(cls, url: str) -> str:
         return _of_this_variants_driver(url)
-{% if cookiecutter.database == "postgresql" %}
+{% if cookiecutter.read_replicas %}
 
     @field_validator("database_replica_urls")
     @classmethod
@@ -142,14 +149,6 @@ class Settings(BaseSettings):
                 _of_this_variants_driver(url)
             except ValueError as error:
                 raise ValueError(f"the URL number {number} {error}") from None
-        return urls
-{% else %}
-
-    @field_validator("database_replica_urls")
-    @classmethod
-    def _has_no_standbys(cls, urls: list[str]) -> list[str]:
-        if urls:
-            raise ValueError("SQLite has no standbys to read from; leave it empty")
         return urls
 {% endif %}
 

@@ -6,22 +6,6 @@ a transaction of its own, so a GET costs one round trip instead of three
 (BEGIN, the SELECT, COMMIT). It reads what it would read in a transaction:
 at PostgreSQL's READ COMMITTED every statement sees the data committed when
 it starts either way.
-{% if is_async %}
-
-Not behind PgBouncer, though: asyncpg prepares a statement and runs it in two
-exchanges, which PgBouncer may send to two different server connections
-unless a transaction holds them together.
-{% endif %}
-
-Behind PgBouncer in transaction mode (``DB_PGBOUNCER=true``) consecutive
-transactions of one connection may run on different server connections, so
-nothing may rely on a prepared statement surviving its transaction:
-{% if is_async %}
-asyncpg prepares every statement, so each gets a name of its own and neither
-asyncpg nor SQLAlchemy keeps a cache of them (SQLAlchemy's documented recipe).
-{% else %}
-psycopg 3 prepares a statement once it ran it five times; that is switched off.
-{% endif %}
 
 A connection the pool lends again is checked without a round trip when it was
 idle for less than ``DB_PING_AFTER`` seconds: one the server closed (a
@@ -35,19 +19,14 @@ milliseconds, so the ping's round trips are saved on nearly every request.
 
 A new connection gets what is left of its unit of work's ``DB_POOL_TIMEOUT``
 to connect (``time_left()``){% if not is_async %}, in whole seconds and at least 2: psycopg's
-granularity{% endif %}.
-
-Every connection is opened with PostgreSQL's own guards, from the settings:
-``statement_timeout`` (``DB_STATEMENT_TIMEOUT``: a statement running longer
-is cancelled, and its request answered 503) and
+granularity{% endif %}. Every connection is opened with PostgreSQL's own
+guards, from the settings: ``statement_timeout`` (``DB_STATEMENT_TIMEOUT``: a
+statement running longer is cancelled, and its request answered 503) and
 ``idle_in_transaction_session_timeout`` (``DB_IDLE_IN_TRANSACTION_TIMEOUT``:
 a transaction left open and idle, holding its locks, is ended by the server).
-Behind PgBouncer they are not sent: PgBouncer refuses startup parameters it
-does not know; set them on the role instead (``ALTER ROLE ... SET``).
 
 SQL parameters are never logged, nor put in an error's message
 (``hide_parameters``): they are what clients sent, often personal data.
-
 ``failure_of()`` tells what a failure means by its SQLSTATE (and by whether
 SQLAlchemy found the connection dead), not by the class of the exception:
 asyncpg's "cannot connect now" and "connection does not exist" arrive as
@@ -61,7 +40,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
-from uuid import uuid4
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import Dialect
@@ -114,21 +92,14 @@ _RETURNED_AT = "returned_at"
 
 # When the unit of work taking a connection must have it (time.monotonic()); unit.py sets it.
 DEADLINE: ContextVar[float] = ContextVar("DEADLINE")
-{% if is_async %}
-
-_PGBOUNCER_CONNECT_ARGS: dict[str, Any] = {
-    "statement_cache_size": 0,
-    "prepared_statement_cache_size": 0,
-    "prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__",
-}
-{% endif %}
+# The execution options of a read-only unit of work: autocommit (see above).
+READ_ONLY_OPTIONS: dict[str, Any] = {"writes": False, "isolation_level": "AUTOCOMMIT"}
 
 
-def build_engine(settings: Settings, url: str | None = None) -> {{ "AsyncEngine" if is_async else "Engine" }}:
-    """An engine for ``url`` (by default ``settings.database_url``: the primary; a
-    standby's gets the same pool and settings); the caller disposes of it."""
+def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engine" }}:
+    """An engine for ``settings.database_url``; the caller disposes of it."""
     engine = {{ "create_async_engine" if is_async else "create_engine" }}(
-        url or settings.database_url,
+        settings.database_url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -166,15 +137,9 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
     }
     # In milliseconds; 0 switches a guard off.
     parameters = {name: str(round(seconds * 1000)) for name, seconds in guards.items()}
-    if settings.db_pgbouncer:
 {% if is_async %}
-        return {
-            "server_settings": {"application_name": APPLICATION_NAME},
-            **_PGBOUNCER_CONNECT_ARGS,
-        }
     return {"server_settings": {"application_name": APPLICATION_NAME, **parameters}}
 {% else %}
-        return {"application_name": APPLICATION_NAME, "prepare_threshold": None}
     options = " ".join(f"-c {name}={value}" for name, value in parameters.items())
     return {"application_name": APPLICATION_NAME, "options": options}
 {% endif %}
@@ -185,15 +150,6 @@ def time_left(timeout: float) -> float:
     (``timeout`` outside a unit of work)."""
     deadline = DEADLINE.get(None)
     return timeout if deadline is None else max(deadline - time.monotonic(), 0.001)
-
-
-def read_only_options(settings: Settings) -> dict[str, Any]:
-    """The execution options of a read-only unit of work (see above)."""
-{% if is_async %}
-    if settings.db_pgbouncer:
-        return {"writes": False}
-{% endif %}
-    return {"writes": False, "isolation_level": "AUTOCOMMIT"}
 
 
 def _check_when_lent(engine: Engine, ping_after: float) -> None:

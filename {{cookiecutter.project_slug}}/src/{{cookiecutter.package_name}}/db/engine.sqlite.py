@@ -67,6 +67,8 @@ _BUSY_TIMEOUT_SLACK_MS = 50
 
 # When the unit of work taking a connection must have it (time.monotonic()); unit.py sets it.
 DEADLINE: ContextVar[float] = ContextVar("DEADLINE")
+# The execution options of a read-only unit of work: it begins deferred (see above).
+READ_ONLY_OPTIONS: dict[str, Any] = {"writes": False}
 
 
 class MigrationError(Exception):
@@ -85,11 +87,6 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
     )
     _configure_connections(engine{{ ".sync_engine" if is_async else "" }}, settings)
     return engine
-
-
-def read_only_options(_settings: Settings) -> dict[str, Any]:
-    """The execution options of a read-only unit of work: it begins deferred (see above)."""
-    return {"writes": False}
 
 
 def is_unique_violation(error: IntegrityError) -> bool:

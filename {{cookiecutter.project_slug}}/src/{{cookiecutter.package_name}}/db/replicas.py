@@ -1,105 +1,81 @@
 {% set is_async = cookiecutter.driver == "async" %}
+{% set Session = "AsyncSession" if is_async else "Session" %}
 """Hot standbys: where a read-only unit of work reads, and reading one's own writes.
 
 With ``DATABASE_REPLICA_URLS`` set, a read-only unit of work (a ``GET``,
 ``HEAD`` or ``OPTIONS`` request, ``open_session(writes=False)``) runs on a
 standby in rotation, taking turns; every other unit of work runs on the
-primary. Each standby has a pool of its own, sized like the primary's.
+primary. Each standby is a ``Database`` of its own: its pool, sized like the
+primary's, and its line of units waiting for a place.
 
 **The consistency model.** A unit of work that wrote tells, once its commit
-returned, the primary's WAL position: a point at or past its commit record
-(``pg_current_wal_lsn()``). A request's units of work read after the
-position its client sent (``consistency.py``: the ``Consistency-Token``
-header or cookie) and after whatever the request itself wrote: a standby
-serves such a read only once it has replayed that far
-(``pg_last_wal_replay_lsn()``), waiting at most ``DB_REPLICA_WAIT`` seconds
-(not at all when its last check found it lagging by more), and the primary
-serves it otherwise. So a client that sends back its token
-reads its own writes, and never goes back in time behind them. A read
-without a token sees committed data at most the standby's lag old: up to
-``DB_REPLICA_MAX_LAG`` seconds.
+returned, the primary's WAL insert position: a point past its commit record
+(``pg_current_wal_insert_lsn()``, which a commit with ``synchronous_commit``
+off has reached too). A request's units read after the position its client
+sent (``consistency.py``: the ``Consistency-Token`` header or cookie) and
+after whatever the request itself wrote: such a read runs on a standby only
+once the connection it reads on has replayed that far
+(``pg_last_wal_replay_lsn()``, asked on that very connection, so that one
+address in front of several standbys is no risk), waiting at most
+``DB_REPLICA_WAIT`` seconds, and on the primary otherwise. A client that sends
+back its token reads its own writes, and never goes back in time behind them.
+A read without a token sees committed data at most ``DB_REPLICA_MAX_LAG``
+seconds old.
 
-**Rotation.** Every ``DB_REPLICA_CHECK_INTERVAL`` seconds each worker asks
-each standby whether it is still in recovery and how far behind it replays.
-One that is down, lags by more than ``DB_REPLICA_MAX_LAG``, or was promoted
-(it is no primary's standby any more) leaves the rotation until a check finds
-it well again; a unit of work that could not connect to one takes it out at
-once and reads from another server. Its reads go to the other standbys, or to
-the primary: never a 503 for a standby's sake.
+A token is a position, not a secret, and costs no more than a read: one past
+what the primary had written when this worker last looked (a made-up one, or
+one from another worker's write of the last moment) is read on the primary at
+once, never waited for; so is a read whose standby has no free connection.
 
-A token is a position, not a secret: one made up, or from the future, can only
-cost its own requests ``DB_REPLICA_WAIT`` and send them to the primary.
+**Rotation.** Every ``DB_REPLICA_CHECK_INTERVAL`` seconds each worker notes
+where the primary's WAL is, and asks each standby whether it is still in
+recovery and how far it has replayed. A standby's lag is how long ago the
+primary was where the standby has replayed to — so a standby that stopped
+receiving (a partition, a removed WAL segment, rotated credentials) lags more
+every second while the primary writes, though it has replayed all it
+received. One that is down, lags by more than ``DB_REPLICA_MAX_LAG``, or was
+promoted leaves the rotation until a check finds it well again. A unit of
+work that cannot connect to its standby, or whose statement finds it going
+away, takes it out at once and reads from the primary instead: never a 503
+for a standby's sake.
 """
 
 import asyncio
+import bisect
 import itertools
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-from sqlalchemy import {{ "" if is_async else "Engine, " }}text
+from anyio import CancelScope
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 {% if is_async %}
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession
 {% endif %}
-from sqlalchemy.orm import Session
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from ..settings import Settings
+from .engine import failure_of
+from .errors import Failure
+from .unit import Database, UnitSession
 
 logger = logging.getLogger(__name__)
 
 # A WAL position as PostgreSQL writes it: two hexadecimal halves of 64 bits.
 _POSITION = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
-PRIMARY = "primary"
-
-READS = Counter(
-    "db_reads_total", "Read-only units of work, by the server they read from", ["server"]
-)
-STANDBY_LAG = Gauge(
-    "db_standby_lag_seconds",
-    "How far behind the primary each standby replays, as its last check found",
-    ["standby"],
-    multiprocess_mode="liveall",
-)
-STANDBY_IN_ROTATION = Gauge(
-    "db_standby_in_rotation",
-    "1 while a standby serves reads, 0 while it is down, lagging or promoted",
-    ["standby"],
-    multiprocess_mode="liveall",
-)
-# Each standby's pool, as db_pool_size, db_pool_checked_out and db_pool_overflow say the primary's.
-STANDBY_POOL_SIZE = Gauge(
-    "db_standby_pool_size",
-    "Connections each standby's pool keeps open (DB_POOL_SIZE)",
-    ["standby"],
-    multiprocess_mode="livesum",
-)
-STANDBY_POOL_CHECKED_OUT = Gauge(
-    "db_standby_pool_checked_out",
-    "Connections to each standby lent to a unit of work",
-    ["standby"],
-    multiprocess_mode="livesum",
-)
-STANDBY_POOL_OVERFLOW = Gauge(
-    "db_standby_pool_overflow",
-    "Connections open to each standby beyond DB_POOL_SIZE",
-    ["standby"],
-    multiprocess_mode="livesum",
-)
-
-# How a standby says where it stands: still a standby, replayed how far, how long ago.
-# Caught up with what it received, it lags by nothing, however old its last replay.
-_STATE = text(
-    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,"
-    " CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn()"
-    " THEN 0 ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)"
-    " END"
-)
+_RECOVERY = text("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text")
 _REPLAYED = text("SELECT pg_last_wal_replay_lsn()::text")
-_WRITTEN = text("SELECT pg_current_wal_lsn()::text")
+_WRITTEN = text("SELECT pg_current_wal_insert_lsn()::text")
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+# Seconds between a waiting read's looks at its standby's replay position.
+_POLL = 0.005
 
 
 def parse_position(token: str | None) -> int | None:
@@ -116,7 +92,7 @@ def format_position(position: int) -> str:
 
 
 class Positions:
-    """What the units of work of one request (or task) must read after, and what they wrote."""
+    """What the units of work of one request must read after, and what they wrote."""
 
     def __init__(self, read_after: int | None) -> None:
         self.read_after = read_after
@@ -124,12 +100,9 @@ class Positions:
 
     @property
     def required(self) -> int | None:
-        """The position a standby must have replayed to serve a read of this context."""
+        """The position a standby must have replayed to serve a read of this request."""
         known = [p for p in (self.read_after, self.written) if p is not None]
         return max(known, default=None)
-
-    def wrote(self, position: int) -> None:
-        self.written = max(position, self.written or 0)
 
 
 _POSITIONS: ContextVar[Positions | None] = ContextVar("_POSITIONS", default=None)
@@ -147,110 +120,258 @@ def reading_after(position: int | None) -> Iterator[Positions]:
         _POSITIONS.reset(token)
 
 
-def positions() -> Positions | None:
-    """The positions of the current request or task, if it tracks them."""
-    return _POSITIONS.get()
+class StandbySession(UnitSession):
+    """A session on a standby; ``info["standby"]`` is it, until it is given up for the primary."""
 
 
-class Standby:
-    """One hot standby: its engine, and what the checks and reads learned of it."""
+class Standby(Database):
+    """One hot standby: a ``Database`` of its own, and what the checks learned of it."""
 
-    def __init__(self, url: str, engine: {{ "AsyncEngine" if is_async else "Engine" }}, places: asyncio.Semaphore) -> None:
-        parsed = make_url(url)
-        self.name = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
-        self.engine = engine
-        # At most as many units of work hold its sessions as its pool has connections.
-        self.places = places
+    session_class = StandbySession
+
+    def __init__(self, settings: Settings, primary: Database) -> None:
+        super().__init__(settings)
+        self.primary = primary
+        url = make_url(settings.database_url)
+        self.name = f"{url.host or 'localhost'}:{url.port or 5432}"
         # Out of rotation until the first check finds it well.
         self.in_rotation = False
+        # How far it had replayed, and how many seconds behind the primary, at its last check.
         self.replayed = 0
-        # How far behind it replays, in seconds, as its last check found.
         self.lag = 0.0
-        STANDBY_IN_ROTATION.labels(self.name).set(0)
+        # Read-only units of work it began.
+        self.reads = 0
 
-    def saw(self, replayed: int) -> None:
-        """It has replayed at least this far (positions only grow while it is a standby)."""
-        self.replayed = max(self.replayed, replayed)
+    @property
+    def full(self) -> bool:
+        """Whether a unit of work beginning here now would wait for a connection."""
+        return self._places.locked()
 
     def take_out(self, why: str) -> None:
         if self.in_rotation:
             logger.warning("Standby %s is out of rotation: %s", self.name, why)
         self.in_rotation = False
-        STANDBY_IN_ROTATION.labels(self.name).set(0)
 
     def put_back(self) -> None:
         if not self.in_rotation:
             logger.info("Standby %s is in rotation", self.name)
         self.in_rotation = True
-        STANDBY_IN_ROTATION.labels(self.name).set(1)
-
-    def observe_pool(self) -> None:
-        pool = self.engine.pool
-        if isinstance(pool, QueuePool):
-            STANDBY_POOL_SIZE.labels(self.name).set(pool.size())
-            STANDBY_POOL_CHECKED_OUT.labels(self.name).set(pool.checkedout())
-            STANDBY_POOL_OVERFLOW.labels(self.name).set(max(0, pool.overflow()))
 
 
-class Replicas:
-    """The standbys, taking turns to serve reads."""
+class ReplicatedDatabase(Database):
+    """The primary, and the standbys its read-only units of work read from (see above)."""
 
-    def __init__(self, standbys: list[Standby], *, wait: float, max_lag: float) -> None:
-        self.standbys = standbys
-        self.wait = wait
-        self.max_lag = max_lag
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.standbys = [
+            Standby(settings.model_copy(update={"database_url": url}), self)
+            for url in settings.database_replica_urls
+        ]
+        self.wait = settings.db_replica_wait
+        self.max_lag = settings.db_replica_max_lag
         self._turns = itertools.count()
+        # Where each check found the primary's WAL, and when (time.monotonic()).
+        self._history: deque[tuple[float, int]] = deque()
+        # How far the primary's WAL was, as far as this worker knows: its checks, its writes.
+        self.written = 0
+        # Read-only units of work the primary served.
+        self.primary_reads = 0
 
-    def __bool__(self) -> bool:
-        return bool(self.standbys)
+    @asynccontextmanager
+    async def open_session(
+        self, *, writes: bool = True, name: str = "open_session()", primary: bool = False
+    ) -> AsyncIterator[{{ Session }}]:
+        """``Database.open_session()``; ``primary``: read from the primary, even if it only reads."""
+        session = await self.begin(writes=writes, name=name, primary=primary)
+        try:
+            yield session
+        except BaseException:
+            await self.end(session, commit=False)
+            raise
+        await self.end(session, commit=True)
 
-    def in_turn(self) -> list[Standby]:
-        """The standbys in rotation, the next one's turn first."""
+    async def begin(
+        self, *, writes: bool = True, name: str = "A unit of work", primary: bool = False
+    ) -> {{ Session }}:
+        if not writes and not primary:
+            session = await self._begin_on_a_standby(name)
+            if session is not None:
+                return session
+            self.primary_reads += 1
+        return await super().begin(writes=writes, name=name)
+
+    async def end(self, session: {{ Session }}, *, commit: bool) -> None:
+        standby: Standby | None = session.info.get("standby")
+        if standby is not None:
+            await standby.end(session, commit=commit)
+        elif session.info.get("gave_up") is not None:
+            await session.info["gave_up"].end(session, commit=commit)
+        else:
+            await super().end(session, commit=commit)
+
+    def after_commit(self, session: Session) -> None:
+        """The primary's WAL position after a unit that wrote, for its request's token."""
+        positions = _POSITIONS.get()
+        if positions is None or not session.info["writes"] or not self.standbys:
+            return
+        try:
+            written = session.connection(execution_options=_AUTOCOMMIT).scalar(_WRITTEN)
+        except SQLAlchemyError:
+            logger.warning("The WAL position after a commit could not be read", exc_info=True)
+            return  # the commit stands; its token is lost
+        position = parse_position(written)
+        if position is not None:
+            positions.written = max(position, positions.written or 0)
+            self.written = max(self.written, position)
+
+    async def ping(self) -> None:
+        """Raise unless the primary answers a query (standbys alone cannot take writes)."""
+        async with self.open_session(writes=False, name="ping()", primary=True) as session:
+            await self.run(session, Session.execute, text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        for standby in self.standbys:
+            await standby.dispose()
+        await super().dispose()
+
+    async def watch(self, interval: float) -> None:
+        """Check the primary and each standby every ``interval`` seconds, and take each
+        standby out of rotation or put it back by what it says; runs until cancelled."""
+        while True:
+            if self.standbys:
+                await self._check()
+            await asyncio.sleep(interval)
+
+    async def _begin_on_a_standby(self, name: str) -> {{ Session }} | None:
+        """A read-only session on a standby in rotation that has replayed what this request
+        must see, within ``DB_REPLICA_WAIT``; ``None``: read from the primary."""
         ready = [standby for standby in self.standbys if standby.in_rotation]
         if not ready:
-            return []
-        start = next(self._turns) % len(ready)
-        return ready[start:] + ready[:start]
+            return None
+        turn = next(self._turns)
+        standby = ready[turn % len(ready)]
+        positions = _POSITIONS.get()
+        required = positions.required if positions is not None else None
+        if required is not None:
+            if required > self.written:
+                return None  # made up, or written since this worker last looked: the primary
+            # One known to have replayed that far, else this turn's if it may get there in time.
+            known = [standby for standby in ready if standby.replayed >= required]
+            if known:
+                standby = known[turn % len(known)]
+            elif standby.lag > self.wait:
+                return None  # waiting would only hold one of its connections
+        if standby.full:
+            return None
+        try:
+            session = await standby.begin(writes=False, name=name)
+        except (DBAPIError, OSError) as error:
+            # Down, starting, refusing this service: its reads go elsewhere meanwhile.
+            standby.take_out(f"it cannot be reached ({type(error).__name__})")
+            return None
+        session.info["standby"] = standby
+        try:
+            if required is not None and not await self._replayed(standby, session, required):
+                await standby.end(session, commit=False)
+                return None
+        except BaseException:
+            with CancelScope(shield=True):
+                await standby.end(session, commit=False)
+            raise
+        standby.reads += 1
+        return session
 
-    def judge(self, standby: Standby, state: tuple[bool, int | None, float] | None) -> None:
-        """Take ``standby`` out of rotation, or put it back, by what its check found
-        (``None``: it could not be reached)."""
+    async def _replayed(self, standby: Standby, session: {{ Session }}, required: int) -> bool:
+        """Whether ``session``'s own connection has replayed ``required`` within the wait."""
+        waited_out = time.monotonic() + self.wait
+        while True:
+            try:
+                replayed = await standby.run(session, _replayed_on)
+            except DBAPIError:
+                standby.take_out("it stopped answering")
+                return False
+            if replayed >= required:
+                return True
+            if time.monotonic() >= waited_out:
+                return False
+            await asyncio.sleep(min(_POLL, max(waited_out - time.monotonic(), 0)))
+
+    async def _check(self) -> None:
+        try:
+            name = "A check of the primary"
+            async with self.open_session(writes=False, name=name, primary=True) as session:
+                written = parse_position(await self.run(session, Session.scalar, _WRITTEN))
+        except SQLAlchemyError:
+            written = None  # the primary does not answer; the standbys are judged as before
+        now = time.monotonic()
+        if written is not None:
+            self.written = max(self.written, written)
+            self._history.append((now, written))
+        # Twice DB_REPLICA_MAX_LAG of history: enough to tell a standby past it.
+        while self._history and self._history[0][0] < now - 2 * self.max_lag:
+            self._history.popleft()
+        for standby in self.standbys:
+            self._judge(standby, await _state_of(standby))
+
+    def _lag_of(self, replayed: int) -> float:
+        """Seconds since the primary's WAL first went past ``replayed``, as the checks saw it."""
+        past = bisect.bisect_right([position for _, position in self._history], replayed)
+        if past == len(self._history):
+            return 0.0  # as far as the primary was at its last check
+        return time.monotonic() - self._history[past][0]
+
+    def _judge(self, standby: Standby, state: tuple[bool, int | None] | None) -> None:
         if state is None:
             standby.take_out("it cannot be reached")
             return
-        in_recovery, replayed, lag = state
-        standby.lag = lag
-        STANDBY_LAG.labels(standby.name).set(lag)
+        in_recovery, replayed = state
         if not in_recovery or replayed is None:
             standby.take_out("it is not in recovery: it was promoted, or is no standby")
-        elif lag > self.max_lag:
-            standby.take_out(f"it replays {lag:.1f} s behind (DB_REPLICA_MAX_LAG={self.max_lag:g})")
+            return
+        standby.replayed = max(standby.replayed, replayed)
+        standby.lag = self._lag_of(standby.replayed)
+        if standby.lag > self.max_lag:
+            standby.take_out(
+                f"it replays {standby.lag:.1f} s behind (DB_REPLICA_MAX_LAG={self.max_lag:g})"
+            )
         else:
-            standby.saw(replayed)
             standby.put_back()
 
 
-def standby_state(session: Session) -> tuple[bool, int | None, float]:
-    """Whether the session's server is in recovery, how far it replayed, its lag in seconds."""
-    in_recovery, replayed, lag = session.execute(_STATE).one()
-    return bool(in_recovery), parse_position(replayed), float(lag)
-
-
-def replayed_position(session: Session) -> int:
-    """How far the session's standby has replayed (0: nothing yet)."""
-    return parse_position(session.execute(_REPLAYED).scalar_one()) or 0
-
-
-def written_position(session: Session, options: dict[str, Any]) -> int | None:
-    """The primary's WAL position now, just after the session committed: at or past its
-    commit. ``None`` if the primary could not tell: the commit stands, its token is lost."""
+async def _state_of(standby: Standby) -> tuple[bool, int | None] | None:
+    """Whether ``standby`` is in recovery and how far it replayed; ``None``: no answer."""
     try:
-        connection = session.connection(execution_options=options)
-        return parse_position(connection.execute(_WRITTEN).scalar_one())
-    except Exception:
-        logger.warning("The WAL position after a commit could not be read", exc_info=True)
+        async with standby.open_session(writes=False, name="A standby's check") as session:
+            in_recovery, replayed = (await standby.run(session, Session.execute, _RECOVERY)).one()
+    except (SQLAlchemyError, OSError):
         return None
+    return bool(in_recovery), parse_position(replayed)
 
 
-def record(server: str) -> None:
-    READS.labels(server).inc()
+def _replayed_on(session: Session) -> int:
+    """How far the session's own connection's standby has replayed (0: nothing yet)."""
+    return parse_position(session.connection().scalar(_REPLAYED)) or 0
+
+
+@event.listens_for(StandbySession, "do_orm_execute", insert=True)
+def _on_the_primary_if_the_standby_goes(execution: ORMExecuteState) -> Any:
+    """A statement that finds its standby going away (shutting down, unreachable) runs on
+    the primary instead. A read-only unit reads nothing older there, and in autocommit
+    each statement is a transaction of its own: the unit may read on from the primary."""
+    session = execution.session
+    standby: Standby | None = session.info.get("standby")
+    if standby is None:
+        return None
+    try:
+        return execution.invoke_statement()
+    except DBAPIError as error:
+        if failure_of(error) is not Failure.UNAVAILABLE:
+            raise
+        standby.take_out(f"a statement found it going away ({type(error.orig).__name__})")
+    try:
+        session.rollback()
+    except DBAPIError:
+        session.invalidate()
+    session.info["gave_up"] = session.info.pop("standby")
+    session.bind = standby.primary.engine{{ ".sync_engine" if is_async }}
+    return execution.invoke_statement()

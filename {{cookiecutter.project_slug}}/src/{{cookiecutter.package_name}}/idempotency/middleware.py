@@ -1,20 +1,30 @@
+{% set is_pg = cookiecutter.database == "postgresql" %}
 """The ``Idempotency-Key`` header of a write (the IETF httpapi draft's semantics).
 
 A ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` that carries one:
 
 - runs once. Its unit of work begins here and claims the key
-  (``repository.claim()``); the request's session joins it
-  (``Database.share()``), and its answer (status, headers, body) is stored in
-  the same transaction, which commits when the answer is complete. Only then
+  (``repository.claim()``); the request's units of work join it
+  (``database.py``), and its answer (status, headers, body) is stored in the
+  same transaction, which commits when the answer is complete. Only then
   does the client get it, so the write and its answer are stored together,
-  or neither is.
+  or neither is. This middleware, not the session strategy, commits a keyed
+  write.
 - sent again with the same key and the same request (method, path, query,
-  content type, body), gets the stored answer again, with
-  ``Idempotent-Replayed: true``, and nothing runs. A retry that arrives while
-  the first one is still running waits for it.
+  content type, ``If-Match``, body), gets the stored answer again, with
+  ``Idempotent-Replayed: true``, and nothing runs.
+{% if is_pg %}
+- sent again while the first one still runs: 409 with ``Retry-After``, at
+  once, holding no connection while the first one finishes.
+{% else %}
+- sent again while the first one still runs: it waits for the first one, as
+  every SQLite writer waits for the write lock, then gets its answer.
+{% endif %}
 - sent with a key an earlier, different request used: 422.
 - answered with an error (4xx or 5xx): nothing is stored, as nothing was
-  written, and a retry runs again.
+  written, and a retry runs again. Even so every keyed request is a write
+  transaction, and an answer streamed to a keyed request holds it open to its
+  last byte.
 
 A key is 1 to 255 visible ASCII characters, quotes and backslashes excepted
 (a UUID is the usual choice), sent plain or as a structured-field string (in
@@ -24,6 +34,7 @@ the key.
 """
 
 import hashlib
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,11 +44,17 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..db.unit import Database
 from ..errors import database_error_response
 from ..http import ASGIMiddleware
+from .database import KeyedDatabase, KeyedUnit, joined_by_the_request
 from .models import KEY_MAX_LENGTH
+{% if is_pg %}
+from .repository import KeyInFlightError, StoredAnswer, claim, store_answer
+{% else %}
 from .repository import StoredAnswer, claim, store_answer
+{% endif %}
+
+logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -47,6 +64,9 @@ _HEADER = HEADER.lower().encode()
 # Visible ASCII but the double quote and the backslash, which structured-field strings escape.
 _KEY_PATTERN = r"^[!#-\[\]-~]+$"
 _KEY = re.compile(_KEY_PATTERN)
+{% if is_pg %}
+_IN_FLIGHT = f"A request with this {HEADER} is still running; retry once it has answered."
+{% endif %}
 _MALFORMED = (
     f"The {HEADER} header must be sent once, as 1 to {KEY_MAX_LENGTH} visible ASCII"
     " characters, quotes and backslashes excepted."
@@ -59,7 +79,8 @@ PARAMETER = {
     "description": (
         "Makes a retry of this request safe: the first answer is stored with the write"
         " and answered again to a retry with the same key and request; the same key"
-        " with a different request is refused with 422."
+        " with a different request is refused with 422{{ ", and a retry while the first"
+        " one runs with 409" if is_pg }}."
     ),
     "schema": {
         "type": "string",
@@ -103,35 +124,60 @@ class IdempotencyMiddleware(ASGIMiddleware):
 class _KeyedRequest:
     """One write with a key: its unit of work, begun and ended here."""
 
-    def __init__(self, app: ASGIApp, database: Database, key: str, ttl: float) -> None:
+    def __init__(self, app: ASGIApp, database: KeyedDatabase, key: str, ttl: float) -> None:
         self.app = app
         self.database = database
         self.key = key
         self.ttl = ttl
-        self.session: Any = None
 
     async def run(self, scope: Scope, receive: Receive, send: Send, fingerprint: str) -> None:
         name = f"{scope['method']} {scope['path']} ({HEADER})"
         try:
-            self.session = await self.database.begin(writes=True, name=name)
-            earlier = await self.database.run(self.session, claim, self.key, fingerprint, self.ttl)
+            session = await self.database.begin(writes=True, name=name)
         except SQLAlchemyError as error:
-            await self.end(commit=False)
             await database_error_response(error)(scope, receive, send)
             return
+        unit = KeyedUnit(session)
         try:
-            if earlier is not None:
-                await self.end(commit=False)
-                await _replay(earlier, fingerprint)(scope, receive, send)
-                return
-            self.database.share(self.session)
-            await self.app(scope, receive, self.storing(scope, receive, send))
+            await self.claim_and_run(unit, session, scope, receive, send, fingerprint)
         except _AnswerReplacedError:
             pass
         finally:
-            await self.end(commit=False)
+            # Ended however the request ends, a cancelled one included (no-op if it was).
+            await self.database.end_keyed(unit, commit=False)
 
-    def storing(self, scope: Scope, receive: Receive, send: Send) -> Send:
+    async def claim_and_run(
+        self,
+        unit: KeyedUnit,
+        session: Any,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        fingerprint: str,
+    ) -> None:
+        try:
+            earlier = await self.database.run(session, claim, self.key, fingerprint, self.ttl)
+{% if is_pg %}
+        except KeyInFlightError:
+            await _error(status.HTTP_409_CONFLICT, _IN_FLIGHT, {"Retry-After": "1"})(
+                scope, receive, send
+            )
+            return
+{% endif %}
+        except SQLAlchemyError as error:
+            await database_error_response(error)(scope, receive, send)
+            return
+        if earlier is not None:
+            # Ended like a write, so that the replay tells what the first answer told.
+            await self.database.end_keyed(unit, commit=True)
+            await _replay(earlier, fingerprint)(scope, receive, send)
+            return
+        with joined_by_the_request(unit):
+            await self.app(scope, receive, self.storing(unit, session, scope, receive, send))
+
+    def storing(
+        self, unit: KeyedUnit, session: Any, scope: Scope, receive: Receive, send: Send
+    ) -> Send:
         """A ``send`` that keeps the response until it is complete, stores it and
         commits (an error response: rolls back), then sends it."""
         start: Message = {}
@@ -147,32 +193,35 @@ class _KeyedRequest:
                 return
             body = b"".join(chunks)
             succeeded = start["status"] < status.HTTP_400_BAD_REQUEST
-            try:
-                if succeeded:
-                    headers = [
-                        [n.decode("latin-1"), v.decode("latin-1")] for n, v in start["headers"]
-                    ]
-                    await self.database.run(
-                        self.session, store_answer, self.key, start["status"], headers, body
-                    )
-                await self.end(commit=succeeded)
-            except SQLAlchemyError as error:
-                await self.end(commit=False)
-                await database_error_response(error)(scope, receive, send)
-                raise _AnswerReplacedError from error
+            instead = None
+            if succeeded and unit.rolled_back:
+                # A unit that joined rolled back: nothing is stored, and no 2xx may say otherwise.
+                logger.error("%s answered %s but rolled back", scope["path"], start["status"])
+                instead = _error(status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error.")
+            else:
+                try:
+                    if succeeded:
+                        headers = [
+                            [n.decode("latin-1"), v.decode("latin-1")] for n, v in start["headers"]
+                        ]
+                        await self.database.run(
+                            session, store_answer, self.key, start["status"], headers, body
+                        )
+                    await self.database.end_keyed(unit, commit=succeeded)
+                except SQLAlchemyError as error:
+                    instead = database_error_response(error)
+            if instead is not None:
+                await self.database.end_keyed(unit, commit=False)
+                await instead(scope, receive, send)
+                raise _AnswerReplacedError
             await send(start)
             await send({"type": "http.response.body", "body": body})
 
         return store_then_send
 
-    async def end(self, *, commit: bool) -> None:
-        session, self.session = self.session, None
-        if session is not None:
-            await self.database.end(session, commit=commit)
-
 
 def document(app: FastAPI) -> None:
-    """Declare the header, and its 400, on every write of ``app``'s OpenAPI document."""
+    """Declare the header, and its 400{{ " and 409" if is_pg }}, on every write of ``app``'s OpenAPI document."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -187,6 +236,10 @@ def document(app: FastAPI) -> None:
                         "400", {"description": "Bad request"}
                     )
                     answer["description"] += f"; or a malformed {HEADER}"
+{% if is_pg %}
+                    answer = operation["responses"].setdefault("409", {"description": "Conflict"})
+                    answer["description"] += f"; or its {HEADER}'s first request still runs"
+{% endif %}
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -202,8 +255,14 @@ def _key_of(values: list[bytes]) -> str | None:
 
 
 def _fingerprint(scope: Scope, body: bytes) -> str:
-    content_type = dict(scope["headers"]).get(b"content-type", b"")
-    parts = [scope["method"].encode(), scope["path"].encode(), scope["query_string"], content_type]
+    headers = dict(scope["headers"])
+    parts = [
+        scope["method"].encode(),
+        scope["path"].encode(),
+        scope["query_string"],
+        headers.get(b"content-type", b""),
+        headers.get(b"if-match", b""),
+    ]
     digest = hashlib.sha256()
     for part in parts:
         digest.update(len(part).to_bytes(8, "big") + part)
@@ -236,8 +295,8 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return receive_again
 
 
-def _error(status_code: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status_code)
+def _error(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
 
 
 def _replay(
