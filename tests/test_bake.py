@@ -252,6 +252,47 @@ def test_no_answers_bake_the_documented_default_variant(cookies: Cookies) -> Non
     assert "sqlite" in (plain / "src/my_service/db/engine.py").read_text()
 
 
+# The README's "Add a resource": a file it names, then its code.
+README_FILE = re.compile(r"^File `([^`]+)`:\n\n```python\n(.*?)^```$", re.M | re.S)
+NUMBERS = dict(
+    enumerate(
+        [
+            "no",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+        ]
+    )
+)
+
+
+def test_a_new_resource_takes_at_most_twelve_names_of_the_project(cookies: Cookies) -> None:
+    """What the walkthrough's resource imports from the rest of the project (``..`` in
+    its modules), counted: no more than twelve, as many as the README says."""
+    readme = (bake(cookies) / "README.md").read_text()
+    section = readme[readme.index("## Add a resource") : readme.index("## The API")]
+    taken = set()
+    for name, code in README_FILE.findall(section):
+        if name.startswith("src/"):
+            for node in ast.walk(ast.parse(code)):
+                if isinstance(node, ast.ImportFrom) and node.level == 2:
+                    taken |= {f"{node.module}.{alias.name}" for alias in node.names}
+
+    assert len(taken) <= 12, sorted(taken)
+    assert f"It takes {NUMBERS[len(taken)]} names from the rest of the project." in " ".join(
+        section.split()
+    )
+
+
 def test_every_prompt_has_a_readable_question() -> None:
     prompts = COOKIECUTTER["__prompts__"]
     assert sorted(prompts) == sorted(PROMPTS)

@@ -295,7 +295,7 @@ async def serialization_failure(database: Database, units: Units) -> None:
     await database.run(first, execute, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     await database.run(first, execute, "SELECT version FROM items WHERE name = 'a'")
     await database.run(second, execute, LOCK_A)
-    await database.run(second, Session.commit)
+    await database.run(second, execute, "COMMIT")  # as another client's transaction would
     await database.run(first, execute, LOCK_A)
 
 

@@ -6,6 +6,9 @@ a retry with the same key and request gets it again, and changes nothing.
 """
 
 import asyncio
+{% if cookiecutter.database == "postgresql" %}
+import contextlib
+{% endif %}
 import logging
 {% if cookiecutter.database == "postgresql" %}
 import time
@@ -32,12 +35,20 @@ from {{ cookiecutter.package_name }}.idempotency.models import (
     KEY_MAX_LENGTH,
     IdempotencyKey,
 )
-from {{ cookiecutter.package_name }}.idempotency.repository import purge_expired
+from {{ cookiecutter.package_name }}.idempotency.repository import (
+    claim,
+    purge_expired,
+    store_answer,
+)
 from {{ cookiecutter.package_name }}.items.models import Item
 {% if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.session import SessionDep
 {% endif %}
 from {{ cookiecutter.package_name }}.settings import Settings
+{% if cookiecutter.database == "postgresql" %}
+
+from .support import client_of, empty_tables, running_app
+{% endif %}
 
 # What a retry must answer exactly as the first time.
 REPEATED_HEADERS = ("content-type", "content-length", "etag", "location")
@@ -80,6 +91,19 @@ async def test_a_retried_delete_is_answered_again(
     assert again.headers[REPLAYED_HEADER] == "true"
     # The replay ran nothing: no second background task.
     assert [r.getMessage() for r in caplog.records].count(f"Item {created['id']} deleted") == 1
+
+
+async def test_the_same_key_with_another_if_match_is_another_request(
+    client: AsyncClient,
+) -> None:
+    created = (await client.post("/items", json={"name": "Widget"})).json()
+    path, change = f"/items/{created['id']}", {"description": "Changed"}
+
+    first = await client.patch(path, json=change, headers={HEADER: "k", "If-Match": '"1"'})
+    other = await client.patch(path, json=change, headers={HEADER: "k", "If-Match": '"2"'})
+
+    assert first.status_code == 200
+    assert other.status_code == 422  # not the stored 200 of another precondition
 
 
 @pytest.mark.parametrize(
@@ -186,6 +210,35 @@ async def test_a_retry_while_the_first_runs_is_refused_at_once_holding_no_connec
     assert answered.status_code == 201
     assert again.status_code == 201
     assert again.headers[REPLAYED_HEADER] == "true"
+
+
+async def test_retries_cancelled_while_the_first_runs_leave_every_connection_free(
+    settings: Settings,
+) -> None:
+    """Retries cut short (a request timeout, a client gone) while the first one runs take
+    no place of the pool for good: afterwards every connection can be had."""
+    small = {"db_pool_size": 2, "db_max_overflow": 0, "db_pool_timeout": 1}
+    async with running_app(settings, **small) as app, client_of(app) as client:
+        running, release = asyncio.Event(), asyncio.Event()
+
+        @app.post("/test/slow", status_code=201)
+        async def slow(session: SessionDep) -> dict[str, str]:
+            running.set()
+            await release.wait()
+            return {"done": "yes"}
+
+        first = asyncio.create_task(client.post("/test/slow", headers={HEADER: "slow"}))
+        await running.wait()
+        for _ in range(3):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(client.post("/test/slow", headers={HEADER: "slow"}), 0.3)
+        release.set()
+        assert (await first).status_code == 201
+        database = app.state.database
+        units = [await database.begin(name=f"unit {n}") for n in range(2)]  # the whole pool
+        for unit in units:
+            await database.end(unit, commit=False)
+        await empty_tables(database.engine)
 {% else %}
 async def test_concurrent_retries_wait_for_the_first_and_store_once(
     committed_client: AsyncClient, committed_app: FastAPI
@@ -221,6 +274,41 @@ async def test_an_expired_key_is_claimed_anew(
 
     assert [first.status_code, refused.status_code, later.status_code] == [201, 422, 201]
     assert REPLAYED_HEADER not in later.headers
+
+
+async def test_the_purge_keeps_a_key_claimed_anew_while_it_ran(
+    committed_client: AsyncClient, committed_app: FastAPI
+) -> None:
+    """An expired key is claimed anew by a request whose transaction is still open while
+    the purge runs: the purge, which waits for that row, finds it no longer expired."""
+    first = await committed_client.post("/items", json={"name": "a"}, headers={HEADER: "k"})
+    assert first.status_code == 201
+    database = committed_app.state.database
+    async with database.open_session() as session:
+        await database.run(session, expire_every_key)
+    later = datetime.now(UTC) + timedelta(minutes=1)
+
+    claimer = await database.begin(name="a request claiming the key anew")
+    try:
+        assert await database.run(claimer, claim, "k", "another request", 3600) is None
+        purging = asyncio.create_task(purge_now(database, later - timedelta(seconds=30)))
+        await asyncio.sleep(0.3)  # the purge waits for the claimed row
+        await database.run(claimer, store_answer, "k", 201, [], b"{}")
+    finally:
+        await database.end(claimer, commit=True)
+    purged = await purging
+
+    async with database.open_session(writes=False) as session:
+        kept = await database.run(session, Session.get, IdempotencyKey, "k")
+    assert purged == 0
+    assert kept is not None
+    assert kept.status == 201
+
+
+async def purge_now(database: Any, now: datetime) -> int:
+    async with database.open_session(name="the purge") as session:
+        purged: int = await database.run(session, purge_expired, now)
+        return purged
 
 
 async def test_expired_keys_are_purged(

@@ -1,9 +1,13 @@
 {% set Conn = "AsyncConnection" if cookiecutter.driver == "async" else "Connection" %}
 """The ``/items`` API: every endpoint, every status it answers with."""
 
+{% if cookiecutter.database == "sqlite" %}
+import asyncio
+{% endif %}
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from httpx2 import AsyncClient
 {% if cookiecutter.driver == "async" %}
 from sqlalchemy import select
@@ -11,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 {% else %}
 from sqlalchemy import Connection, select
 {% endif %}
+from sqlalchemy.orm import Session
 
 from {{ cookiecutter.package_name }} import paging
 from {{ cookiecutter.package_name }}.items.models import Item
@@ -247,6 +252,63 @@ async def test_a_next_link_names_the_last_id_and_nothing_derived_from_a_secret(
     # Any id is a place to start: one a client makes up answers like one it was given.
     made_up = await client.get("/items", params={"after": created[1]["id"]})
     assert made_up.json()["items"] == created[2:]
+
+
+def insert_late(session: Session) -> int:
+    """An item inserted, its id taken, in a transaction that stays open."""
+    item = Item(name="late", version=1)
+    session.add(item)
+    session.flush()
+    return item.id
+
+
+{% if cookiecutter.database == "postgresql" %}
+async def test_a_walk_misses_only_a_row_whose_transaction_was_open_as_a_page_passed_it(
+    committed_client: AsyncClient, committed_app: FastAPI
+) -> None:
+    """PostgreSQL hands an id out at INSERT and shows the row at COMMIT: a row whose
+    transaction took its id before those a page shows, and committed once the page was
+    read, lies behind every next link given. So a walk sees every row committed before
+    it began, once (paging.py), and may miss one created while it passed: this one."""
+    database = committed_app.state.database
+    early = [await create(committed_client, f"early-{n}") for n in range(2)]
+    late = await database.begin(name="a slow create")
+    try:
+        late_id = await database.run(late, insert_late)
+        after = await create(committed_client, "after")  # the next id, committed at once
+        first = (await committed_client.get("/items", params={"limit": 3})).json()
+    finally:
+        await database.end(late, commit=True)
+    walk = [first, *await pages_of(committed_client, first["next"])]
+    again = await pages_of(committed_client, "/items?limit=3")
+
+    seen = [item["id"] for page in walk for item in page["items"]]
+    assert seen == [early[0]["id"], early[1]["id"], after["id"]]  # once each, in id order
+    assert late_id < after["id"]
+    assert late_id not in seen  # behind the next link when it committed
+    assert late_id in [item["id"] for page in again for item in page["items"]]
+{% else %}
+async def test_a_walk_misses_no_row_however_writers_interleave(
+    committed_client: AsyncClient, committed_app: FastAPI
+) -> None:
+    """SQLite has one writer at a time: a create waits for the transaction before it, so
+    ids are committed in their order, and a walk misses nothing created as it goes."""
+    database = committed_app.state.database
+    early = [await create(committed_client, f"early-{n}") for n in range(2)]
+    late = await database.begin(name="a slow create")
+    try:
+        late_id = await database.run(late, insert_late)
+        after = asyncio.create_task(create(committed_client, "after"))  # waits for the lock
+        first = (await committed_client.get("/items", params={"limit": 1})).json()
+    finally:
+        await database.end(late, commit=True)
+    walk = [first, *await pages_of(committed_client, first["next"])]
+
+    seen = [item["id"] for page in walk for item in page["items"]]
+    assert seen[:3] == [early[0]["id"], early[1]["id"], late_id]
+    # Created meanwhile, it lies past every row the walk had seen: never behind a link.
+    assert (await after)["id"] > max(seen[:3])
+{% endif %}
 
 
 async def test_a_cursor_outlives_the_row_it_names(client: AsyncClient) -> None:

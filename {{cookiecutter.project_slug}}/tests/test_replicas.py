@@ -24,7 +24,9 @@ import tempfile
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -38,8 +40,12 @@ from {{ cookiecutter.package_name }}.consistency import (
     POSITION_COOKIE,
     POSITION_HEADER,
 )
-from {{ cookiecutter.package_name }}.db.replicas import ReplicatedDatabase
+from {{ cookiecutter.package_name }}.db.replicas import (
+    ReplicatedDatabase,
+    parse_position,
+)
 from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.settings import (
     URL_SCHEME,
     Settings,
@@ -172,6 +178,15 @@ def test_a_standby_url_for_another_driver_is_refused_by_its_number() -> None:
     ]
 
 
+def test_the_openapi_document_offers_the_token(settings: Settings) -> None:
+    for path, operations in create_app(settings).openapi()["paths"].items():
+        for method, operation in operations.items():
+            assert POSITION_HEADER in [p["name"] for p in operation["parameters"]], (method, path)
+            if method.upper() in {"DELETE", "PATCH", "POST", "PUT"}:
+                answers = [a for status, a in operation["responses"].items() if status[0] == "2"]
+                assert all(POSITION_HEADER in answer["headers"] for answer in answers)
+
+
 def database_of(app: FastAPI) -> ReplicatedDatabase:
     database: ReplicatedDatabase = app.state.database
     return database
@@ -188,23 +203,36 @@ async def until(condition: Callable[[], Awaitable[bool]], seconds: float = 15) -
         await asyncio.sleep(0.05)
 
 
+@asynccontextmanager
+async def serving(
+    primary: Server, standby_url: str, settings: Settings, **changes: Any
+) -> AsyncIterator[FastAPI]:
+    """The service on ``primary``, reading from the standby at ``standby_url`` once it is
+    in rotation; what it stored is deleted afterwards."""
+    given = {
+        "database_url": primary.url(),
+        "database_replica_urls": [standby_url],
+        "db_replica_wait": 0.02,
+        "db_replica_check_interval": 0.1,
+        **changes,
+    }
+    try:
+        async with running_app(settings, **given) as app:
+            await until(lambda: in_rotation(app))
+            yield app
+    finally:
+        await empty_database(primary.url())
+        collect_dropped_connections()
+
+
 @pytest.fixture
 async def replicated_app(
     servers: tuple[Server, Server], settings: Settings
 ) -> AsyncIterator[FastAPI]:
     """The service on the primary, reading from the standby once it is in rotation."""
     primary, standby = servers
-    changes = {
-        "database_url": primary.url(),
-        "database_replica_urls": [standby.url()],
-        "db_replica_wait": 0.02,
-        "db_replica_check_interval": 0.1,
-    }
-    async with running_app(settings, **changes) as app:
-        await until(lambda: in_rotation(app))
+    async with serving(primary, standby.url(), settings) as app:
         yield app
-    await empty_database(primary.url())
-    collect_dropped_connections()
 
 
 def reads_on(app: FastAPI) -> tuple[int, int]:
@@ -373,33 +401,23 @@ async def test_a_standby_lagging_past_the_bound_leaves_the_rotation_until_it_cat
     servers: tuple[Server, Server], settings: Settings
 ) -> None:
     primary, standby = servers
-    changes = {
-        "database_url": primary.url(),
-        "database_replica_urls": [standby.url()],
-        "db_replica_max_lag": DELAY / 3,
-        "db_replica_check_interval": 0.1,
-    }
-    try:
-        async with running_app(settings, **changes) as app, client_of(app) as client:
-            await until(lambda: in_rotation(app))
-            # Writes keep coming: the standby replays each one DELAY seconds late.
-            deadline = time.monotonic() + 10
-            n = 0
-            while await in_rotation(app):
-                assert time.monotonic() < deadline, "the lagging standby stayed in rotation"
-                assert (await client.post("/items", json={"name": f"lag-{n}"})).status_code == 201
-                n += 1
-                await asyncio.sleep(0.05)
-            # Out of rotation, reads without a token go to the primary: nothing is stale.
-            for n in range(10):
-                created = await client.post("/items", json={"name": f"while-out-{n}"})
-                client.cookies.clear()
-                assert (await client.get(f"/items/{created.json()['id']}")).status_code == 200
-            # Once the writes stop it catches up, and is back.
-            await until(lambda: in_rotation(app))
-    finally:
-        await empty_database(primary.url())
-        collect_dropped_connections()
+    bound = {"db_replica_max_lag": DELAY / 3}
+    async with serving(primary, standby.url(), settings, **bound) as app, client_of(app) as client:
+        # Writes keep coming: the standby replays each one DELAY seconds late.
+        deadline = time.monotonic() + 10
+        n = 0
+        while await in_rotation(app):
+            assert time.monotonic() < deadline, "the lagging standby stayed in rotation"
+            assert (await client.post("/items", json={"name": f"lag-{n}"})).status_code == 201
+            n += 1
+            await asyncio.sleep(0.05)
+        # Out of rotation, reads without a token go to the primary: nothing is stale.
+        for n in range(10):
+            created = await client.post("/items", json={"name": f"while-out-{n}"})
+            client.cookies.clear()
+            assert (await client.get(f"/items/{created.json()['id']}")).status_code == 200
+        # Once the writes stop it catches up, and is back.
+        await until(lambda: in_rotation(app))
 
 
 async def test_a_read_with_a_token_does_not_wait_for_a_standby_known_to_lag_too_far(
@@ -407,34 +425,254 @@ async def test_a_read_with_a_token_does_not_wait_for_a_standby_known_to_lag_too_
 ) -> None:
     primary, standby = servers
     wait = DELAY * 2 / 3  # under writes the standby lags about DELAY: more than the wait
-    changes = {
-        "database_url": primary.url(),
-        "database_replica_urls": [standby.url()],
-        "db_replica_wait": wait,
-        "db_replica_check_interval": 0.1,
-    }
+    waiting = {"db_replica_wait": wait}
+    async with (
+        serving(primary, standby.url(), settings, **waiting) as app,
+        client_of(app) as client,
+    ):
+        (lagging,) = database_of(app).standbys
+        deadline = time.monotonic() + 10
+        n = 0
+        while lagging.lag <= wait:
+            assert time.monotonic() < deadline, "the standby's check never saw it lag"
+            created = await client.post("/items", json={"name": f"behind-{n}"})
+            assert created.status_code == 201
+            n += 1
+            await asyncio.sleep(0.05)
+        # Known to lag by more than the wait: a read that must see its write goes to
+        # the primary at once, instead of holding a standby connection for the wait.
+        for n in range(10):
+            started = time.monotonic()
+            status, _ = await create_then_read(client, f"at-once-{n}", send_token=True)
+            assert status == 200
+            assert time.monotonic() - started < wait / 2
+
+
+async def test_a_standby_cut_off_from_its_primary_leaves_the_rotation(
+    servers: tuple[Server, Server], settings: Settings
+) -> None:
+    """A standby whose WAL receiver can no longer reach the primary (a partition, rotated
+    credentials) has replayed all it received, yet grows stale while the primary writes:
+    its lag, counted from where the primary was, takes it out of rotation."""
+    primary, standby = servers
+    conninfo = standby.sql("SHOW primary_conninfo", database="postgres")
+    bound = {"db_replica_max_lag": DELAY * 2}  # past the standby's own delay
     try:
-        async with running_app(settings, **changes) as app, client_of(app) as client:
-            await until(lambda: in_rotation(app))
-            (lagging,) = database_of(app).standbys
-            deadline = time.monotonic() + 10
+        async with (
+            serving(primary, standby.url(), settings, **bound) as app,
+            client_of(app) as client,
+        ):
+            cut = "host=127.0.0.1 port=1 user=postgres"
+            standby.sql(f"ALTER SYSTEM SET primary_conninfo = '{cut}'", database="postgres")
+            standby.sql("SELECT pg_reload_conf()", database="postgres")
+            deadline = time.monotonic() + 15
             n = 0
-            while lagging.lag <= wait:
-                assert time.monotonic() < deadline, "the standby's check never saw it lag"
-                created = await client.post("/items", json={"name": f"behind-{n}"})
+            while await in_rotation(app):
+                assert time.monotonic() < deadline, "the standby cut off stayed in rotation"
+                created = await client.post("/items", json={"name": f"cut-off-{n}"})
                 assert created.status_code == 201
                 n += 1
-                await asyncio.sleep(0.05)
-            # Known to lag by more than the wait: a read that must see its write goes to
-            # the primary at once, instead of holding a standby connection for the wait.
-            for n in range(10):
-                started = time.monotonic()
-                status, _ = await create_then_read(client, f"at-once-{n}", send_token=True)
-                assert status == 200
-                assert time.monotonic() - started < wait / 2
+                await asyncio.sleep(0.1)
+            (cut_off,) = database_of(app).standbys
+            assert cut_off.lag > DELAY * 2
+            created = await client.post("/items", json={"name": "after the cut"})
+            client.cookies.clear()
+            assert (await client.get(f"/items/{created.json()['id']}")).status_code == 200
     finally:
-        await empty_database(primary.url())
-        collect_dropped_connections()
+        restored = conninfo.replace("'", "''")
+        standby.sql(f"ALTER SYSTEM SET primary_conninfo = '{restored}'", database="postgres")
+        standby.sql("SELECT pg_reload_conf()", database="postgres")
+
+
+async def test_the_token_of_a_write_committed_without_waiting_for_its_flush_is_past_it(
+    servers: tuple[Server, Server], settings: Settings
+) -> None:
+    """With ``synchronous_commit`` off a commit returns before its record is written: the
+    token is where WAL is inserted, past the commit record, so a standby that replayed
+    up to it has the write (where WAL was written, the commit may lie beyond)."""
+    primary, standby = servers
+    primary.sql("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    primary.sql(f'ALTER DATABASE "{DATABASE}" SET synchronous_commit = off', database="postgres")
+    try:
+        async with serving(primary, standby.url(), settings) as app, client_of(app) as client:
+            start = primary.sql("SELECT pg_current_wal_insert_lsn()")
+            created = await client.post("/items", json={"name": "unflushed"})
+            token = parse_position(created.headers[POSITION_HEADER])
+            item = created.json()["id"]
+            xid = primary.sql(f"SELECT xmin FROM items WHERE id = {item}")  # noqa: S608
+            primary.sql("SELECT pg_switch_wal()")  # all of it flushed, to be read
+            commit = primary.sql(
+                f"SELECT end_lsn FROM pg_get_wal_records_info('{start}', pg_current_wal_lsn())"  # noqa: S608
+                f" WHERE record_type LIKE 'COMMIT%' AND xid = {xid}"
+            )
+    finally:
+        primary.sql(f'ALTER DATABASE "{DATABASE}" RESET synchronous_commit', database="postgres")
+    assert token is not None
+    assert token >= parse_position(commit)  # type: ignore[operator]
+{% if cookiecutter.idempotency_keys %}
+
+
+async def test_a_retried_keyed_write_gets_a_token_with_its_stored_answer(
+    replicated_app: FastAPI,
+) -> None:
+    keyed = {"Idempotency-Key": "replayed-with-a-token"}
+    async with client_of(replicated_app) as client:
+        first = await client.post("/items", json={"name": "keyed"}, headers=keyed)
+        client.cookies.clear()
+        again = await client.post("/items", json={"name": "keyed"}, headers=keyed)
+        token = again.headers[POSITION_HEADER]
+        client.cookies.clear()
+        read = await client.get(f"/items/{again.json()['id']}", headers={POSITION_HEADER: token})
+
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["set-cookie"].startswith(f"{POSITION_COOKIE}={token};")
+    assert parse_position(token) >= parse_position(first.headers[POSITION_HEADER])  # type: ignore[operator]
+    assert read.status_code == 200
+{% endif %}
+
+
+class RoundRobin:
+    """One address in front of several servers, each connection to the next of them: what
+    a Kubernetes read-only Service or HAProxy is to a set of standbys."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.turn = 0
+        self.port = 0
+
+    async def __aenter__(self) -> "RoundRobin":
+        self.server = await asyncio.start_server(self.forward, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.server.close()
+
+    async def forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.turn += 1
+        port = self.ports[self.turn % len(self.ports)]
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except OSError:
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pump(reader, server_writer), pump(server_reader, writer))
+
+
+@pytest.fixture(scope="module")
+def prompt_standby(servers: tuple[Server, Server]) -> Iterator[Server]:
+    """A second hot standby of the primary, applying every commit at once."""
+    primary, _ = servers
+    prompt = Server(primary.programs, primary.root, "prompt")
+    address = ["-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"]
+    copy = ["-D", str(prompt.data), "-R", "-X", "stream", "-c", "fast"]
+    primary.run("pg_basebackup", *address, *copy)
+    prompt.start()
+    try:
+        yield prompt
+    finally:
+        prompt.stop()
+
+
+async def test_one_address_in_front_of_several_standbys_serves_no_stale_read(
+    servers: tuple[Server, Server], prompt_standby: Server, settings: Settings
+) -> None:
+    """Which standby a connection reaches is the address's choice: a read that must see a
+    write asks how far its own connection's standby has replayed."""
+    primary, delayed = servers
+    async with RoundRobin([delayed.port, prompt_standby.port]) as address:
+        url = f"{URL_SCHEME}://postgres@127.0.0.1:{address.port}/{DATABASE}"
+        async with serving(primary, url, settings) as app, client_of(app) as client:
+            # Reads at once: the pool keeps connections to either standby, lent in turn.
+            await asyncio.gather(*(client.get("/items?limit=1") for _ in range(4)))
+            statuses = []
+            for n in range(10):
+                created = await client.post("/items", json={"name": f"behind-one-address-{n}"})
+                token = {POSITION_HEADER: created.headers[POSITION_HEADER]}
+                await asyncio.sleep(0.3)  # checks, on either standby, ran meanwhile
+                client.cookies.clear()
+                read = await client.get(f"/items/{created.json()['id']}", headers=token)
+                statuses.append(read.status_code)
+            (standby,) = database_of(app).standbys
+    assert statuses == [200] * 10
+    assert standby.reads > 0  # some of them on the standbys
+
+
+async def test_a_token_past_the_primary_costs_one_read_on_the_primary(
+    servers: tuple[Server, Server], settings: Settings
+) -> None:
+    """A made-up token ahead of the primary cannot be waited for: it holds no standby
+    connection, and reads from the primary at once."""
+    primary, standby = servers
+    item = primary.sql("INSERT INTO items (name) VALUES ('old') RETURNING id")
+    await asyncio.sleep(DELAY + 0.5)
+    waiting = {"db_replica_wait": DELAY}
+    async with (
+        serving(primary, standby.url(), settings, **waiting) as app,
+        client_of(app) as client,
+    ):
+        before = reads_on(app)
+        started = time.monotonic()
+        read = await client.get(f"/items/{item}", headers={POSITION_HEADER: "FFFFFFFF/FFFFFFFF"})
+        took = time.monotonic() - started
+        after = reads_on(app)
+
+    assert read.status_code == 200
+    assert took < DELAY / 3
+    assert after == (before[0], before[1] + 1)  # the primary's read, none on the standby
+
+
+async def test_a_read_whose_standby_has_no_free_connection_reads_from_the_primary(
+    servers: tuple[Server, Server], settings: Settings
+) -> None:
+    primary, standby = servers
+    item = primary.sql("INSERT INTO items (name) VALUES ('old') RETURNING id")
+    await asyncio.sleep(DELAY + 0.5)
+    small = {"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 2}
+    async with serving(primary, standby.url(), settings, **small) as app, client_of(app) as client:
+        (busy,) = database_of(app).standbys
+        held = await busy.begin(writes=False, name="a long read")
+        try:
+            started = time.monotonic()
+            read = await client.get(f"/items/{item}")
+            took = time.monotonic() - started
+        finally:
+            await busy.end(held, commit=False)
+
+    assert read.status_code == 200
+    assert took < 1  # not the pool timeout: the primary was idle
+
+
+async def test_reads_cancelled_while_waiting_for_a_standby_give_its_connections_back(
+    servers: tuple[Server, Server], settings: Settings
+) -> None:
+    """A read waiting for its standby to replay a write, cancelled (a request timeout, a
+    client gone), leaves no place of the standby's pool taken."""
+    primary, standby = servers
+    small = {"db_pool_size": 2, "db_max_overflow": 0, "db_pool_timeout": 1, "db_replica_wait": 5}
+    async with serving(primary, standby.url(), settings, **small) as app, client_of(app) as client:
+        ids = []
+        for n in range(4):
+            created = await client.post("/items", json={"name": f"cancelled-{n}"})
+            ids.append(created.json()["id"])
+            token = {POSITION_HEADER: created.headers[POSITION_HEADER]}
+            client.cookies.clear()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.get(f"/items/{ids[-1]}", headers=token), 0.2)
+        await asyncio.sleep(DELAY + 0.5)  # every write replayed
+        (waited_on,) = database_of(app).standbys
+        before = waited_on.reads
+        statuses = [(await client.get(f"/items/{item}")).status_code for item in ids]
+
+    assert statuses == [200] * len(ids)
+    assert waited_on.reads - before == len(ids)  # each served there: a place was free
 
 
 async def test_a_promoted_standby_leaves_the_rotation(

@@ -13,6 +13,7 @@
 - A rollback that fails still ends in the request's own error response.
 - A GET, HEAD or OPTIONS request is a read-only unit of work: what it tries
   to write is refused, and nothing of it is stored.
+- An endpoint's own commit is refused: a unit commits once, as it ends.
 {% if is_pg %}
 - A read-only unit of work runs each statement as a transaction of its own
   (autocommit), a writing one all of them in one transaction.
@@ -146,6 +147,12 @@ def failing_routes(app: FastAPI) -> None:
     {{ cookiecutter.__async }}def a_write_that_says_it_only_reads(session: ReadSessionDep) -> None:
         session.add(Item(name="read-only?"))
         {{ cookiecutter.__await }}session.flush()
+
+    @app.post("/test/commit-then-fail")
+    {{ cookiecutter.__async }}def commit_then_fail(session: SessionDep) -> None:
+        session.add(Item(name="half-written?"))
+        {{ cookiecutter.__await }}session.commit()  # as tutorials do: refused
+        raise RuntimeError("The rest of the work fails.")
 {% if is_pg %}
 
     @app.api_route("/test/transactions", methods=["GET", "POST"])
@@ -331,6 +338,19 @@ async def test_a_read_only_request_cannot_write(
     assert logged.exc_info is not None
     assert f"{method} {path} is read-only" in str(logged.exc_info[1])
     assert "WriteSessionDep" in str(logged.exc_info[1])
+
+
+async def test_an_endpoint_cannot_commit_half_its_work(
+    committed_app: FastAPI, reader: {{ Engine }}, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A unit commits once, as it ends: an endpoint's own commit is refused, so what it
+    wrote before its failure is rolled back with the rest."""
+    async with client_of(committed_app) as client:
+        response = await client.post("/test/commit-then-fail")
+
+    assert response.status_code == 500
+    assert await names_seen_by(reader) == []
+    assert "commits when it ends: routes and repositories do not commit" in caplog.text
 
 
 async def test_a_get_that_says_it_writes_is_committed_like_any_write(

@@ -1,14 +1,11 @@
 """Serve the service: ``python -m {{ cookiecutter.package_name }} [--host H] [--port P] [--workers N] [--reload]``.
 
 uvicorn serves the application, logging as ``logs.py`` says, in
-``WEB_CONCURRENCY`` worker processes (default 1; the container image sets 2).
-The workers share the port; each has its own connection pool. SIGTERM (what
-``docker stop`` sends) or Ctrl-C lets the requests in flight finish; then
-every worker closes its connections and the server exits.
-
-Each worker bounds what it takes on: ``WEB_MAX_CONCURRENCY`` connections and
-requests at once (uvicorn answers those past it with 503), and a keep-alive
-connection idle for ``WEB_KEEP_ALIVE_TIMEOUT`` seconds is closed.
+``WEB_CONCURRENCY`` worker processes (the image sets 2), each with its own
+connection pool. SIGTERM or Ctrl-C lets the requests in flight finish, then
+every worker closes its connections. Each worker serves at most
+``WEB_MAX_CONCURRENCY`` connections and requests at once (503 past it), and
+closes a keep-alive connection idle for ``WEB_KEEP_ALIVE_TIMEOUT`` seconds.
 {% if cookiecutter.reverse_proxy %}
 What a slow or hostile client can do before a request reaches the service
 (headers sent a byte a second, huge headers, thousands of idle sockets) is
@@ -57,9 +54,8 @@ def worker_app() -> FastAPI:
     from .main import create_app
 
     app = create_app()
-    # What exists now (modules, routes, settings) lives as long as the process:
-    # out of the collector's way, it no longer makes each full collection a pause
-    # of tens of milliseconds for every request in flight.
+    # What exists now lives as long as the process: kept out of the collector's way,
+    # it makes no full collection a pause of tens of milliseconds for requests in flight.
     gc.freeze()
     return app
 
@@ -77,32 +73,16 @@ def load_settings() -> Settings:
 
 def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Serve the service with uvicorn.",
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=8000,
-        help="port to listen on (default: %(default)s)",
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description="Serve the service with uvicorn.")
+    parser.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     parser.add_argument(
         "--workers",
         type=positive,
         default=settings.web_concurrency,
         help="worker processes (default: WEB_CONCURRENCY, else 1)",
     )
-    parser.add_argument(
-        "--reload",
-        action="store_true",
-        help="restart when the code changes (development)",
-    )
+    parser.add_argument("--reload", action="store_true", help="restart when the code changes")
     args = parser.parse_args(argv)
     # The workers read their settings from the environment: tell them how many they are.
     os.environ["WEB_CONCURRENCY"] = str(args.workers)

@@ -15,11 +15,13 @@ standby still in rotation has replayed past it.
 """
 
 import math
+from typing import Any
 
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db.replicas import format_position, parse_position, reading_after
-from .http import ASGIMiddleware
+from .http import WRITE_METHODS, ASGIMiddleware
 
 POSITION_HEADER = "Consistency-Token"
 POSITION_COOKIE = "consistency_token"
@@ -52,6 +54,36 @@ class ConsistencyMiddleware(ASGIMiddleware):
                 await send(message)
 
             await self.app(scope, receive, send_with_token)
+
+
+def document(app: FastAPI) -> None:
+    """Declare the token in ``app``'s OpenAPI document: taken by every operation, given by
+    the success of every write."""
+    build = app.openapi
+    token = {"type": "string", "examples": ["0/16B3748"]}
+    taken = {
+        "name": POSITION_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "A write's token: read what it wrote, and nothing older (no token: ignored)",
+        "schema": token,
+    }
+    given = {"description": "Where the write left the primary: send it back", "schema": token}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for method, operation in operations.items():
+                operation.setdefault("parameters", []).append(taken)
+                if method.upper() in WRITE_METHODS:
+                    for status, answer in operation["responses"].items():
+                        if status.startswith("2"):
+                            answer.setdefault("headers", {})[POSITION_HEADER] = given
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def token_of(scope: Scope) -> int | None:

@@ -1,32 +1,24 @@
 """How failures become HTTP responses: the one place that translates them.
 
-Every failure below ends as a JSON ``{"detail": ...}`` response:
+Every failure below ends as a JSON ``{"detail": ...}`` answer, and the client's
+connection stays open:
 
-- ``ConflictError``, raised by a repository for a write that conflicts with
-  stored data: 409 with its message.
-- Any SQLAlchemy error, by what it means (``db/engine.py``'s ``failure_of()``):
-
-  - 409 for a unique violation, 412 for a row that changed since it was read
-    (its version no longer matches);
-  - 503 with ``Retry-After`` for a request that the same request, made again
-    later, can pass: the database unavailable (unreachable, restarting, out of
-    connections or space, read-only) or no connection free in time; a
-    transaction that lost a race with another (deadlock, serialization
-    failure, a lock not granted in time); a statement past the statement
-    timeout. Each logs one line: the meaning, the driver's error class and the
-    database's error code (SQLSTATE on PostgreSQL), never the SQL's values;
-  - 500 otherwise, logged with its traceback.
-
-  A commit that fails at the end of a request gets the same answer
-  (``session.py``); one whose answer never came may have been stored.
+- ``ConflictError`` (a repository's: a write that conflicts with stored data):
+  409 with its message.
+- A SQLAlchemy error, by what ``db/engine.py``'s ``failure_of()`` says it means:
+  409 for a unique violation, 412 for a row that changed since it was read;
+  503 with ``Retry-After`` for what the same request can pass later (the
+  database unavailable, no connection free in time, a lost race, a statement
+  past its timeout), logged in one line that names the failure, the driver's
+  error class and the database's error code, never the SQL's values; 500
+  otherwise, logged with its traceback. A commit that fails at the end of a
+  request gets the same answer (``session.py``).
 - A method the path does not have: 405, with every method it does have in ``Allow``.
-- A request that fails validation: 422, whatever it held: unpaired
-  surrogates, which plain JSON encoding refuses, and the numbers Python's
-  JSON parser accepts but JSON has not (``NaN``, ``Infinity``, ``1e99999``),
-  which the 422 repeats as text.
-- A request body larger than ``MAX_REQUEST_BODY`` bytes: 413, before it is read.
-- Any other exception: 500, logged once with its traceback; the body names no
-  exception, SQL or setting, and the client's connection stays open.
+- A request that fails validation: 422, whatever it held (unpaired surrogates;
+  ``NaN``, ``Infinity`` and ``1e99999``, which Python's JSON parser accepts and
+  the 422 repeats as text).
+- A body larger than ``MAX_REQUEST_BODY``: 413, before it is read.
+- Any other exception: 500, logged once with its traceback, naming nothing.
 """
 
 import json
@@ -59,38 +51,27 @@ _TRY_AGAIN = {
 }
 
 
-def database_error_response(error: Exception) -> JSONResponse:
+def error(status_code: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The service's answer to a failure: ``{"detail": ...}``."""
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def database_error_response(failed: Exception) -> JSONResponse:
     """The response for a failed database operation (see above)."""
-    if isinstance(error, StaleDataError):
-        return JSONResponse(
-            {"detail": "It changed since it was read; read it again."},
-            status_code=status.HTTP_412_PRECONDITION_FAILED,
-        )
-    failure = failure_of(error)
+    if isinstance(failed, StaleDataError):
+        stale = "It changed since it was read; read it again."
+        return error(status.HTTP_412_PRECONDITION_FAILED, stale)
+    failure = failure_of(failed)
     if failure is Failure.DUPLICATE:
-        return JSONResponse(
-            {"detail": "The request conflicts with stored data."},
-            status_code=status.HTTP_409_CONFLICT,
-        )
+        return error(status.HTTP_409_CONFLICT, "The request conflicts with stored data.")
     if failure in _TRY_AGAIN:
-        cause = getattr(error, "orig", None) or error
-        logger.warning(
-            "Database %s: %s (%s)",
-            failure.value,
-            type(cause).__name__,
-            error_code(error) or "no error code",
-        )
+        cause = getattr(failed, "orig", None) or failed
+        code = error_code(failed) or "no error code"
+        logger.warning("Database %s: %s (%s)", failure.value, type(cause).__name__, code)
         detail, seconds = _TRY_AGAIN[failure]
-        return JSONResponse(
-            {"detail": detail},
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(seconds)},
-        )
-    logger.error("Database error", exc_info=error)
-    return JSONResponse(
-        {"detail": "Internal database error."},
-        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
-    )
+        return error(status.HTTP_503_SERVICE_UNAVAILABLE, detail, {"Retry-After": str(seconds)})
+    logger.error("Database error", exc_info=failed)
+    return error(status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal database error.")
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -100,16 +81,16 @@ class AsciiJSONResponse(JSONResponse):
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
 
 
-async def _database_error(_request: Request, error: Exception) -> JSONResponse:
-    return database_error_response(error)
+async def _database_error(_request: Request, failed: Exception) -> JSONResponse:
+    return database_error_response(failed)
 
 
-async def _conflict(_request: Request, error: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(error)}, status_code=status.HTTP_409_CONFLICT)
+async def _conflict(_request: Request, conflict: Exception) -> JSONResponse:
+    return error(status.HTTP_409_CONFLICT, str(conflict))
 
 
-async def _http_error(request: Request, error: Exception) -> Response:
-    http_error = cast(StarletteHTTPException, error)
+async def _http_error(request: Request, failed: Exception) -> Response:
+    http_error = cast(StarletteHTTPException, failed)
     if http_error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
         # Starlette names the methods of one route; a path can have several.
         methods = {
@@ -122,8 +103,8 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return await http_exception_handler(request, http_error)
 
 
-async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
-    errors = cast(RequestValidationError, error).errors()
+async def _invalid_request(_request: Request, invalid: Exception) -> JSONResponse:
+    errors = cast(RequestValidationError, invalid).errors()
     return AsciiJSONResponse(
         {"detail": _as_json(jsonable_encoder(errors))},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -155,10 +136,7 @@ class BodyLimitMiddleware(ASGIMiddleware):
         # thousands of digits is refused).
         too_long = len(declared) > len(str(self.max_bytes))
         if declared.isdigit() and (too_long or int(declared) > self.max_bytes):
-            response = JSONResponse(
-                {"detail": detail}, status_code=status.HTTP_413_CONTENT_TOO_LARGE
-            )
-            await response(scope, receive, send)
+            await error(status.HTTP_413_CONTENT_TOO_LARGE, detail)(scope, receive, send)
             return
 
         received = 0
@@ -196,11 +174,8 @@ class UnexpectedErrorMiddleware(ASGIMiddleware):
             if started:
                 raise  # half a response went out: the server logs it and closes the connection
             logger.exception("Unexpected error in %s %s", scope["method"], scope["path"])
-            response = JSONResponse(
-                {"detail": "Internal server error."},
-                status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
-            )
-            await response(scope, receive, send)
+            answer = error(status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error.")
+            await answer(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

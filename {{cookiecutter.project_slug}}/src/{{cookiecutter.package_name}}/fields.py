@@ -1,11 +1,13 @@
 """Field types for request and response schemas: what JSON may say, exactly.
 
 pydantic's plain types are lenient where an API should not be: ``int``
-accepts ``true`` and ``"7"``, ``bool`` accepts ``"yes"`` and ``1``, a
-``Decimal`` read from a JSON number has already been rounded to a float. Each
-type here accepts what its OpenAPI schema promises and refuses the rest with
-a 422, so the contract test (``tests/test_contract.py``) holds for every
-resource that uses them. The README's "Add a resource" uses each.
+accepts ``true`` and ``"7"``, a ``Decimal`` read from a JSON number has
+already been rounded to a float. Each type here accepts what its OpenAPI
+schema promises and refuses the rest with a 422, so the contract test
+(``tests/test_contract.py``) holds for every resource that uses them, as it
+does with pydantic's own strict ones (``StrictBool``: ``true`` or ``false``;
+``AwareDatetime``: a moment with its offset). The README's "Add a resource"
+uses them all.
 """
 
 import re
@@ -13,14 +15,7 @@ import unicodedata
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BeforeValidator,
-    Field,
-    StrictBool,
-    WithJsonSchema,
-)
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 # Text the database can store: PostgreSQL refuses NUL characters (and pydantic
 # refuses unpaired surrogates, which no database can store).
@@ -54,12 +49,6 @@ def _json_integer(value: Any) -> Any:
 # The bounds come first: after a validator, pydantic would not write them into the schema.
 Integer = Annotated[int, Field(ge=-(2**31), le=2**31 - 1), BeforeValidator(_json_integer)]
 """A whole number that a 32-bit ``INTEGER`` column holds, on every database."""
-
-Boolean = StrictBool
-"""``true`` or ``false``, nothing else."""
-
-Timestamp = AwareDatetime
-"""A moment in time with its offset (RFC 3339 ``date-time``); a naive one is refused."""
 
 # Up to 8 digits before the point and 2 after: ExactDecimal(10, 2) in a model.
 AMOUNT_PATTERN = r"^-?[0-9]{1,8}(\.[0-9]{1,2})?$"

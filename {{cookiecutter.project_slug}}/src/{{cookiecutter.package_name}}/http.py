@@ -1,26 +1,24 @@
-"""What every resource's HTTP interface shares, so that a new one copies no plumbing.
+"""What every resource's HTTP interface shares, and what every request passes first.
 
-- ``Id``: an id in a path, one the database can hold (a larger one names no row);
-  route it as ``{item_id:id}``: digits only, at most 4,300 of them (more are a
-  404, before anything converts them).
+- ``Id``: an id in a path that the database can hold; route it as
+  ``{item_id:id}`` (digits only, at most 4,300 of them: more are a 404 before
+  anything converts them).
 - ``not_found()``: the 404 of a row that does not exist.
-- ``IfMatch``, ``etag()`` and ``require_etag()``: optimistic concurrency. A client
-  sends back the ``ETag`` it read in ``If-Match``; a change made against a version
-  that is no longer stored is refused with a 412.
-- ``BODY``, ``CONFLICT``, ``NOT_FOUND``, ``CHANGED`` and ``UNAVAILABLE``: the
-  answers a route declares in the OpenAPI document, besides its 2xx and 422.
-- ``ASGIMiddleware``: the base of the service's pure ASGI middleware, and
-  ``route_of()``, the route that answered a request (for the access log).
-- ``SecurityHeadersMiddleware``: what every answer of a JSON API says about
-  itself, unless its route said otherwise (``SECURITY_HEADERS``).
-- ``HostMiddleware``: a 400 for a request without one valid ``Host`` header
-  (RFC 9112) or for a host the service does not serve (``ALLOWED_HOSTS``).
+- ``IfMatch``, ``etag()`` and ``require_etag()``: a change made against a version
+  other than the ``ETag`` a client sends back in ``If-Match`` is refused: 412.
+- ``declare_answers()``: what an operation may be answered besides its 2xx and
+  422, declared in the OpenAPI document by what it takes, not by each route.
+- ``ASGIMiddleware``, the base of the service's pure ASGI middleware, and
+  ``route_of()``, the route that answered a request.
+- ``SecurityHeadersMiddleware`` (``SECURITY_HEADERS`` on every answer that does
+  not set them) and ``HostMiddleware`` (400 without one valid ``Host`` header,
+  RFC 9112, or for a host not in ``ALLOWED_HOSTS``).
 """
 
 import re
 from typing import Annotated, Any
 
-from fastapi import Header, HTTPException, Path, status
+from fastapi import FastAPI, Header, HTTPException, Path, status
 from fastapi.responses import JSONResponse
 from pydantic.json_schema import SkipJsonSchema
 from starlette.convertors import IntegerConvertor, register_url_convertor
@@ -28,29 +26,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db.types import MAX_ID
 
-Responses = dict[int | str, dict[str, Any]]
-
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+WRITE_METHODS = frozenset({"DELETE", "PATCH", "POST", "PUT"})
 UNMATCHED = "<unmatched>"
 
-BODY: Responses = {
-    400: {"description": "The body is not JSON"},
-    413: {"description": "The body is larger than MAX_REQUEST_BODY"},
-}
-CONFLICT: Responses = {409: {"description": "The request conflicts with stored data"}}
-NOT_FOUND: Responses = {404: {"description": "Nothing has this id"}}
-CHANGED: Responses = {412: {"description": "It changed since the ETag in If-Match"}}
-UNAVAILABLE: Responses = {
-    503: {"description": "The database cannot serve the request now; retry after Retry-After"}
+# What any operation may be answered besides its own: by its Host header, its body, its
+# path, its If-Match, whether it writes, and the database or the worker being busy.
+ANSWERS = {
+    "400": "The body is not JSON, or the Host header is missing, repeated or not served",
+    "404": "Nothing has this id",
+    "409": "The request conflicts with stored data",
+    "412": "It changed since the ETag in If-Match",
+    "413": "The body is larger than MAX_REQUEST_BODY",
+    "503": "The database or the worker cannot serve the request now; retry after Retry-After",
 }
 
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class IdConvertor(IntegerConvertor):
-    """``{name:id}`` in a path: digits, as many as Python converts (4,300), so a
-    larger id than the column holds is a 422 (``Id``) and a longer one a 404;
-    Starlette's ``int`` routes any number of digits to a conversion that fails."""
+    """``{name:id}``: up to 4,300 digits, as many as Python converts (Starlette's ``int``
+    routes any number of them to a conversion that fails)."""
 
     regex = "[0-9]{1,4300}"
 
@@ -60,6 +56,33 @@ register_url_convertor("id", IdConvertor())
 # The ETags of the row as the client last saw it, or *. A value that names no ETag
 # at all is refused like a stale one.
 IfMatch = Annotated[str | SkipJsonSchema[None], Header(examples=['"1"'])]
+
+
+def declare_answers(app: FastAPI) -> None:
+    """Declare on each operation of ``app``'s OpenAPI document the ``ANSWERS`` it may get by
+    what it takes (a route's own descriptions are kept)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                parameters = {p["name"].lower() for p in operation.get("parameters", [])}
+                answers = {
+                    "400": True,
+                    "404": "{" in path,
+                    "409": method.upper() in WRITE_METHODS,
+                    "412": "if-match" in parameters,
+                    "413": "requestBody" in operation,
+                    "503": True,
+                }
+                for answer in (answer for answer, given in answers.items() if given):
+                    operation["responses"].setdefault(answer, {"description": ANSWERS[answer]})
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def not_found(what: str) -> HTTPException:
@@ -73,10 +96,8 @@ def etag(version: int) -> str:
 
 
 def require_etag(if_match: str | None, current: str) -> None:
-    """Refuse (412) a change made against another version than the ``current`` ETag.
-
-    Without If-Match the change applies to whatever is stored: the last writer wins.
-    """
+    """Refuse (412) a change made against another version than the ``current`` ETag;
+    without If-Match the last writer wins."""
     tags = {tag.strip() for tag in (if_match or "*").split(",")}
     if "*" not in tags and current not in tags:
         raise HTTPException(
@@ -87,8 +108,7 @@ def require_etag(if_match: str | None, current: str) -> None:
 
 
 class ASGIMiddleware:
-    """A pure ASGI middleware for HTTP requests: ``handle`` sees each one; the
-    lifespan and websockets pass through."""
+    """A pure ASGI middleware: ``handle`` sees each HTTP request; the rest passes through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -113,8 +133,6 @@ SECURITY_HEADERS = (
 
 
 class SecurityHeadersMiddleware(ASGIMiddleware):
-    """Adds ``SECURITY_HEADERS`` to every response that does not set them itself."""
-
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -132,8 +150,8 @@ _HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-
 
 
 class HostMiddleware(ASGIMiddleware):
-    """Answers 400 to a request whose ``Host`` is missing (HTTP/1.1), repeated,
-    malformed, or not among ``allowed`` (``*``: any; ``*.example.com``: below it)."""
+    """400 for a request whose ``Host`` is missing (HTTP/1.1), repeated, malformed, or not
+    among ``allowed`` (``*``: any; ``*.example.com``: below it)."""
 
     def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
         super().__init__(app)
@@ -166,10 +184,7 @@ class HostMiddleware(ASGIMiddleware):
 
 def route_of(scope: Scope) -> str:
     """The path template of the route that answered (``/items/{item_id}``), or ``<unmatched>``.
-
-    FastAPI's own routes name themselves in the scope; the routes Starlette
-    matches for FastAPI (``/docs``, ``/openapi.json``) leave only their endpoint.
-    """
+    The routes Starlette matches for FastAPI (``/docs``) leave only their endpoint."""
     route = scope.get("route")
     if route is None and "endpoint" in scope:
         routes = scope["app"].routes

@@ -25,16 +25,15 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from . import health{{ ", metrics" if cookiecutter.metrics }}
+from . import {{ "consistency, " if replicas }}health{{ ", metrics" if cookiecutter.metrics }}
 {% if replicas %}
-from .consistency import ConsistencyMiddleware
 from .db.replicas import ReplicatedDatabase
 {% endif %}
 {% if not keys and not replicas %}
 from .db.unit import Database
 {% endif %}
 from .errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_error_handlers
-from .http import HostMiddleware, SecurityHeadersMiddleware
+from .http import HostMiddleware, SecurityHeadersMiddleware, declare_answers
 {% if keys %}
 from .idempotency import IdempotencyMiddleware, KeyedDatabase, document, purge_expired_keys
 {% endif %}
@@ -82,8 +81,8 @@ def middleware(settings: Settings) -> list[Middleware]:
 {% endif %}
     """
 {% if replicas %}
-    consistency = Middleware(
-        ConsistencyMiddleware,
+    tokens = Middleware(
+        consistency.ConsistencyMiddleware,
         max_lag=settings.db_replica_max_lag,
         check_interval=settings.db_replica_check_interval,
     )
@@ -94,7 +93,7 @@ def middleware(settings: Settings) -> list[Middleware]:
         Middleware({{ "metrics.MetricsMiddleware" if cookiecutter.metrics else "AccessMiddleware" }}),
         Middleware(HostMiddleware, allowed=settings.allowed_hosts),
 {% if replicas %}
-        *([consistency] if settings.database_replica_urls else []),
+        *([tokens] if settings.database_replica_urls else []),
 {% endif %}
         Middleware(UnexpectedErrorMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body),
@@ -159,8 +158,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
+    declare_answers(app)
 {% if keys %}
     document(app)
+{% endif %}
+{% if replicas %}
+    consistency.document(app)
 {% endif %}
 {% if cookiecutter.metrics %}
     app.include_router(metrics.router(settings.metrics_token))

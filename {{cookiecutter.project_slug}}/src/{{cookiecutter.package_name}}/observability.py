@@ -1,15 +1,12 @@
 """What the service tells its operators about each request: its id and the access log.
 
 - **Request id** (asgi-correlation-id): the request's ``X-Request-ID`` when it
-  looks like one (``is_request_id()``: what load balancers and proxies send,
-  and nothing that could forge a log line), else a new one; returned in the
-  response's ``X-Request-ID`` and carried by every log line written while the
-  request is handled (``logs.py``), so a request keeps its id across services.
-- **Access log**: one line per request on the ``{{ cookiecutter.package_name }}.access`` logger,
-  with its method, route (the path template, such as ``/items/{item_id}``),
-  status and duration in milliseconds (and, in JSON, the path). What it names
-  never grows with what clients send: a path no route matches is
-  ``<unmatched>``, a method the service does not know ``OTHER``.
+  looks like one (``is_request_id()``: nothing that could forge a log line),
+  else a new one; answered in ``X-Request-ID`` and carried by every log line
+  of the request (``logs.py``).
+- **Access log**: one line per request on ``{{ cookiecutter.package_name }}.access``: method, route
+  (``/items/{item_id}``; ``<unmatched>`` for no route, ``OTHER`` for an unknown
+  method), status and milliseconds (and, in JSON, the path).
 """
 
 import logging

@@ -1,23 +1,25 @@
 """Keyset pagination: a list is paged from where its last page ended, never by an offset.
 
-A page's answer links to the next one: ``next`` in the body and an RFC 8288
-``Link: <...>; rel="next"`` header, until ``next`` is null. The link's
-``after`` is the id of the page's last row, and the next page starts past it.
-It is no secret and needs no key: it names a row the client has read, and any
-id is a valid place to start (one past every row gives an empty page).
-
-Every page costs the same, however deep: the database finds the first row
-past ``after`` in the primary key's index (``WHERE id > :after ORDER BY id
-LIMIT :limit``) where an ``OFFSET`` reads and throws away every row before it.
-Paging through a table that changes skips and repeats nothing: ids only grow,
-so a row inserted meanwhile comes after every cursor already given (it shows up
-on a later page), and a deleted one is simply not there.
-
+A page links to the next one — ``next`` in the body and an RFC 8288 ``Link``
+header — until ``next`` is null. The link's ``after`` is the id of the page's
+last row: no secret and no key, so any id is a place to start. Every page
+costs the same, however deep: the first row past ``after`` is found in the
+primary key's index, where an ``OFFSET`` reads and throws away every row
+before it. A walk sees every row committed before it began, once, in id
+order; a row deleted meanwhile is simply not there.
+{% if cookiecutter.database == "postgresql" %}
+One created meanwhile may be missed: PostgreSQL hands out an id at INSERT
+and shows the row at COMMIT, so a row whose id is below those of a page that
+was read before it committed lies behind that page's link (a new walk sees it).
+{% else %}
+One created meanwhile comes after every link already given: SQLite commits
+one writer at a time, so ids are committed in their order.
+{% endif %}
 The total is counted only when asked for (``total=true``), and only up to
-``TOTAL_BOUND`` rows: ``{"count": 10000, "exact": false}`` means more.
+``TOTAL_BOUND`` rows.
 
 A route declares ``page: PageQuery``, asks its repository for ``page.fetch``
-rows after ``page.after`` (and for a count up to ``page.count_up_to`` when
+rows after ``page.after`` (and a count up to ``page.count_up_to`` when
 ``page.counting``), and returns ``page.answer(rows, response, total=...)``.
 """
 

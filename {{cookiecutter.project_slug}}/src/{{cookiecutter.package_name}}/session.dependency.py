@@ -17,11 +17,9 @@ default ``scope="request"`` would commit only after the client already has its
 Fail a request by raising: a response with an error status that an endpoint
 returns itself is invisible to a dependency, and what it wrote is committed.
 
-An endpoint takes one of three, which say whether the unit of work writes:
-
-- ``SessionDep``: as the method says. ``GET``, ``HEAD`` and ``OPTIONS`` only read.
-- ``WriteSessionDep``: it writes, whatever the method (a ``GET`` that records a visit).
-- ``ReadSessionDep``: it only reads, whatever the method (a ``POST`` that searches).
+An endpoint takes ``SessionDep`` (``GET``, ``HEAD`` and ``OPTIONS`` only read),
+or says otherwise: ``WriteSessionDep`` (a ``GET`` that records a visit),
+``ReadSessionDep`` (a ``POST`` that searches).
 """
 
 from collections.abc import AsyncIterator, Callable

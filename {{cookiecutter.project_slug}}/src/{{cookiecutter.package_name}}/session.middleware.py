@@ -20,11 +20,9 @@ This is a pure ASGI middleware rather than a subclass of Starlette's base HTTP
 middleware, which runs the endpoint in a separate task and only sees the
 response once it has started.
 
-An endpoint takes one of three, which say whether the unit of work writes:
-
-- ``SessionDep``: as the method says. ``GET``, ``HEAD`` and ``OPTIONS`` only read.
-- ``WriteSessionDep``: it writes, whatever the method (a ``GET`` that records a visit).
-- ``ReadSessionDep``: it only reads, whatever the method (a ``POST`` that searches).
+An endpoint takes ``SessionDep`` (``GET``, ``HEAD`` and ``OPTIONS`` only read),
+or says otherwise: ``WriteSessionDep`` (a ``GET`` that records a visit),
+``ReadSessionDep`` (a ``POST`` that searches).
 """
 
 from collections.abc import Awaitable, Callable

@@ -1,7 +1,11 @@
 """The declarative base every model derives from."""
 
+from datetime import datetime
+
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from .types import UTCDateTime
 
 # Named constraints keep Alembic migrations stable and readable.
 NAMING_CONVENTION = {
@@ -15,3 +19,5 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # A moment in time is stored as one, in UTC, on every database (db/types.py).
+    type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012 (SQLAlchemy's declarative form)

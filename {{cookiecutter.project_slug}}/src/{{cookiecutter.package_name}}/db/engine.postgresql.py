@@ -1,36 +1,27 @@
 {% set is_async = cookiecutter.driver == "async" %}
 """The PostgreSQL engine ({{ "asyncpg" if is_async else "psycopg 3" }}).
 
-A read-only unit of work (``unit.py``) runs in autocommit: each statement is
-a transaction of its own, so a GET costs one round trip instead of three
-(BEGIN, the SELECT, COMMIT). It reads what it would read in a transaction:
-at PostgreSQL's READ COMMITTED every statement sees the data committed when
-it starts either way.
+A read-only unit of work (``unit.py``) runs in autocommit: a GET costs one round
+trip instead of three (BEGIN, the SELECT, COMMIT), and reads what a transaction
+would at READ COMMITTED, where every statement sees what was committed when it
+started.
 
-A connection the pool lends again is checked without a round trip when it was
-idle for less than ``DB_PING_AFTER`` seconds: one the server closed (a
-restart, ``pg_terminate_backend``, ``idle_session_timeout``) has the server's
-goodbye or its end waiting on its socket{{ " (asyncpg's own ``is_closed()`` turns
-true only once the event loop has read them, too late for the next request)" if is_async }},
-and is pinged, then replaced, before any statement is sent on it. A connection
-idle for longer is pinged: a firewall or NAT that dropped it silently leaves
-no trace on the socket. Under load connections come back within
-milliseconds, so the ping's round trips are saved on nearly every request.
-
-A new connection gets what is left of its unit of work's ``DB_POOL_TIMEOUT``
-to connect (``time_left()``){% if not is_async %}, in whole seconds and at least 2: psycopg's
-granularity{% endif %}. Every connection is opened with PostgreSQL's own
-guards, from the settings: ``statement_timeout`` (``DB_STATEMENT_TIMEOUT``: a
-statement running longer is cancelled, and its request answered 503) and
-``idle_in_transaction_session_timeout`` (``DB_IDLE_IN_TRANSACTION_TIMEOUT``:
-a transaction left open and idle, holding its locks, is ended by the server).
+A pooled connection is checked before it is lent again: without a round trip
+when it was idle for less than ``DB_PING_AFTER`` seconds (one the server closed
+— a restart, ``pg_terminate_backend`` — has the server's goodbye or its end
+waiting on its socket{% if is_async %}, unread: asyncpg's ``is_closed()`` turns true
+too late{% endif %}), else with a ping (a firewall that dropped it leaves no trace);
+either way one found closed is replaced. A new connection gets what is left of
+its unit's ``DB_POOL_TIMEOUT`` to connect (``time_left()``{% if not is_async %}; psycopg counts
+whole seconds, at least 2{% endif %}), and PostgreSQL's own guards:
+``statement_timeout`` (``DB_STATEMENT_TIMEOUT``) and
+``idle_in_transaction_session_timeout`` (``DB_IDLE_IN_TRANSACTION_TIMEOUT``).
 
 SQL parameters are never logged, nor put in an error's message
-(``hide_parameters``): they are what clients sent, often personal data.
-``failure_of()`` tells what a failure means by its SQLSTATE (and by whether
-SQLAlchemy found the connection dead), not by the class of the exception:
-asyncpg's "cannot connect now" and "connection does not exist" arrive as
-plain ``DBAPIError``.
+(``hide_parameters``). ``failure_of()`` tells what a failure means by its
+SQLSTATE and by whether SQLAlchemy found the connection dead, not by the
+exception's class: asyncpg's "cannot connect now" and "connection does not
+exist" arrive as plain ``DBAPIError``.
 """
 
 {% if is_async %}

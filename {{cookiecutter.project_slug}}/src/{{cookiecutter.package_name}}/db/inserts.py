@@ -1,14 +1,11 @@
 {% set is_async = cookiecutter.driver == "async" %}
 """Rows created in one plain statement, answered as instances of their model.
 
-An ORM-enabled ``insert(Model).returning(Model)``, or ``session.add`` and a
-flush, costs about twice the CPU of a plain ``INSERT ... RETURNING``: the ORM's
-bulk machinery and object loading run for every create. ``insert_returning``
-runs the plain statement on the model's table — one round trip for any number
-of rows — and builds the model's instances from what the database returned:
-ids, server defaults and the first version (what the ORM's version counter
-would set) included. The instances are not in the session: to change a row
-just created, load it.
+``session.add`` and a flush cost about twice the CPU of a plain ``INSERT ...
+RETURNING``. ``insert_returning`` runs that statement on the model's table — one
+round trip for any number of rows — and builds instances from what the
+database returned (ids, server defaults, the first version). They are not in
+the session: to change a row just created, load it.
 """
 
 from collections.abc import Mapping, Sequence

@@ -1,20 +1,16 @@
 """Column types that store what the API means, exactly, on SQLite.
 
-SQLite keeps no time zone and has no exact decimal type (``NUMERIC`` becomes
-a floating-point ``REAL``, and SQLAlchemy warns so). Declare such columns
-with these types, as ``notes/models.py`` in the README's "Add a resource" does:
+SQLite keeps no time zone and has no exact decimal. Declared with these, as
+the README's "Add a resource" does, a model reads the same on every database
+the template offers (migrations store what they are here: ``render_item`` in
+``migrations/env.py``):
 
-- ``IdKey`` and ``BigId``: ids are 64-bit. ``id: Mapped[IdKey]`` is a primary
-  key the database hands out (``INTEGER PRIMARY KEY``, SQLite's 64-bit rowid);
-  a column that holds another table's id is ``mapped_column(BigId, ...)``.
-- ``UTCDateTime``: a moment in time. Written in UTC, read back timezone-aware
-  (UTC); a naive datetime is refused, as it names no moment.
-- ``ExactDecimal(precision, scale)``: a decimal with ``scale`` digits after
-  the point, stored as an integer count of its last digit (``12.50`` with
-  scale 2 is ``1250``): exact, sortable and summable in SQL.
-
-Migrations store them as what they are on this database (``BigInteger``,
-``DateTime``): see ``render_item`` in ``migrations/env.py``.
+- ``IdKey``: a 64-bit primary key the database hands out (``INTEGER PRIMARY
+  KEY``, the rowid); ``BigId``: another table's id.
+- ``UTCDateTime`` (every ``Mapped[datetime]``, ``db/base.py``): written in UTC,
+  read back timezone-aware; a naive datetime, which names no moment, is refused.
+- ``ExactDecimal(precision, scale)``: stored as an integer count of its last
+  digit (``12.50`` with scale 2 is ``1250``): exact, sortable and summable.
 """
 
 from datetime import UTC, datetime

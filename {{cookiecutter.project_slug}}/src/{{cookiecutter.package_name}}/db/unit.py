@@ -2,52 +2,40 @@
 {% set Session = "AsyncSession" if is_async else "Session" %}
 """The unit of work: how every request, background task and script uses the database.
 
-A unit of work has a session of its own and ends in one of two ways:
-
-- it succeeded: commit. A commit that fails is rolled back and its error
-  raised, for the caller to report (``errors.py`` answers 409, 500 or 503);
-- it failed, or its request's answer is an error: roll back.
-
-Either way the session is then closed for good — using it again raises
-instead of checking out another connection — and its connection goes back to
-the pool. Ending is shielded from cancellation: a client that goes away
-cannot leave a connection checked out.
+A unit of work has a session of its own. It commits once, as it ends, if it
+succeeded (a failed commit is rolled back and raised, for ``errors.py`` to
+answer; a commit asked for in the middle is refused), and rolls back if it
+failed or its request's answer is an error; either way its session is then
+closed for good, and its connection goes back to the pool. Ending is
+shielded from cancellation: a client that goes away leaves no connection
+checked out.
 
 **Read-only units** (``writes=False``: ``GET``, ``HEAD`` and ``OPTIONS``
 requests unless their route says otherwise) run with ``engine.py``'s
-``READ_ONLY_OPTIONS``, without a write transaction. Their session refuses to
-flush changes or to execute an INSERT, UPDATE or DELETE, with a
-``ReadOnlyError`` naming the unit, before the database sees them; SQL written
-as text is not inspected.
+``READ_ONLY_OPTIONS``; their session refuses to flush changes or to execute an
+INSERT, UPDATE or DELETE (``ReadOnlyError``, naming the unit). SQL written as
+text is not inspected.
 
-**One wait, bounded by ``DB_POOL_TIMEOUT``**: a unit queues for a place,
-first come, first served (at most as many units hold sessions as the pool
-has connections), then takes its connection — a new connection's setup{{ " and
-SQLite's write lock" if cookiecutter.database == "sqlite" }} included — with what is left of the same
-time (``engine.time_left()``). Past it the unit gets SQLAlchemy's pool
-``TimeoutError`` or the driver's timeout: a 503.
+**One wait**: a unit queues for a place, first come, first served (no more
+units hold sessions than the pool has connections), then takes its connection
+— a new connection's setup{{ " and SQLite's write lock" if cookiecutter.database == "sqlite" }} included — within what is
+left of the same ``DB_POOL_TIMEOUT`` (``engine.time_left()``); past it, a 503.
 {% if not is_async %}
-
-The session blocks, so taking its connection, committing, rolling back and
-closing run in threads of their own, one per connection (anyio's, which keep
-context variables such as request ids), never in the threadpool that runs the
-plain ``def`` endpoints: a worker there waiting for a connection whose holder
-needs a worker to finish its response would deadlock it under load.
+Taking the connection, committing, rolling back and closing block, so they run
+in threads of their own, one per connection (anyio's, which keep context
+variables), never in the threadpool of the ``def`` endpoints, which a worker
+waiting for a connection could deadlock under load.
 {% endif %}
 
-**A first statement that found its connection dead runs again**, once, on a
-new connection: the server lost the transaction with the connection and
-nothing was read from it, so nothing can be doubled or half-seen. (The pool
-replaces a connection it sees closed before lending it, ``engine.py``; this
-covers one that died in the instant after.) A later statement or a commit is
-not retried — the transaction's earlier work is gone, and a commit whose
-answer was lost may have been stored — and fails with a 503.
+**A first statement that found its connection dead runs again**, once, on a new
+connection: the server lost the transaction with it, and nothing was read from
+it. A later statement or a commit is not retried (earlier work is gone; a
+commit whose answer was lost may have been stored): a 503.
 
-``session.py`` decides *when* a request's unit of work ends, this module
-*how*; work outside a request uses ``Database.open_session()``. ``begin()``,
-``end()`` and ``after_commit()`` are the unit of work's extension point: a
-subclass of ``Database`` may choose where a unit runs, who ends it, and what
-follows a commit on its connection.
+``session.py`` decides *when* a request's unit ends; work outside a request
+uses ``open_session()``. ``begin()``, ``end()`` and ``after_commit()`` are the
+extension point: a subclass may choose where a unit runs, who ends it, and
+what follows a commit on its connection.
 """
 
 import asyncio
@@ -87,8 +75,7 @@ class ReadOnlyError(InvalidRequestError):
 
 
 class UnitSession(Session):
-    """The session of a unit of work: ``info`` holds ``writes``, what it promised,
-    and ``name``, what it is (such as ``GET /items/{item_id}``)."""
+    """A unit's session: ``info`` holds ``writes`` and ``name`` (``GET /items/{item_id}``)."""
 
 
 class Database:
@@ -123,9 +110,8 @@ class Database:
         event.listen(self.engine{{ ".sync_engine" if is_async }}, "before_cursor_execute", _count_statement)
 
     def join(self, connection: {{ "AsyncConnection" if is_async else "Connection" }}) -> None:
-        """Run every session inside ``connection``'s transaction, each in a SAVEPOINT of
-        its own, so that a commit only releases it (tests roll the transaction back).
-        A joined session cannot choose its isolation level: read-only ones join too."""
+        """Run every session in ``connection``'s transaction, each in a SAVEPOINT of its
+        own (tests roll the transaction back); read-only ones too."""
         self.sessionmaker.configure(bind=connection, join_transaction_mode="create_savepoint")
         self._options[False] = {"writes": False}
 
@@ -133,15 +119,8 @@ class Database:
     async def open_session(
         self, *, writes: bool = True, name: str = "open_session()"
     ) -> AsyncIterator[{{ Session }}]:
-        """A unit of work of its own, for work outside a request: committed when the
-        block succeeds, rolled back when it raises.
-
-{% if is_async %}
-        ``async with database.open_session() as session: ...``
-{% else %}
-        ``async with database.open_session() as session: await database.run(session, ...)``
-{% endif %}
-        """
+        """A unit of work for work outside a request: committed when the block succeeds,
+        rolled back when it raises."""
         session = await self.begin(writes=writes, name=name)
         try:
             yield session
@@ -184,8 +163,7 @@ class Database:
             await self._finish(session, commit=commit)
 
     def after_commit(self, session: Session) -> None:
-        """What follows a unit's commit on its connection, before the connection goes back
-        to the pool (in the unit's own {{ "greenlet" if is_async else "thread" }}); nothing here."""
+        """What follows a unit's commit on its connection, before it goes back to the pool."""
 
     async def run{{ "" if cookiecutter.python_version == "3.11" else "[T]" }}(self, session: {{ Session }}, call: Callable[..., T], *args: Any) -> T:
 {% if is_async %}
@@ -216,12 +194,13 @@ class Database:
             self._places.release()
 
     def _commit_or_roll_back(self, session: Session, commit: bool) -> None:
-        """Commit (or roll back), then close ``session``. A failed commit is rolled back
-        and raised; a failed rollback is logged and the connection discarded."""
+        """A failed commit is rolled back and raised; a failed rollback is logged, and the
+        connection discarded."""
         try:
             if not commit:
                 _roll_back(session)
                 return
+            session.info["ending"] = True
             try:
                 session.commit()
             except BaseException:
@@ -263,25 +242,17 @@ def _refuse(session: Session, what: str) -> None:
     )
 
 
-def _writes(session: Session) -> bool:
-    return bool(session.info.get("writes", True))
-
-
 @event.listens_for(UnitSession, "do_orm_execute")
-def _refuse_write_statements(execution: ORMExecuteState) -> None:
-    if _writes(execution.session):
-        return
-    for kind in ("insert", "update", "delete"):
-        if getattr(execution, f"is_{kind}"):
-            mapper = execution.bind_mapper
-            table = f" on {mapper.local_table.description}" if mapper is not None else ""
-            _refuse(execution.session, f"run {kind.upper()}{table}")
-
-
-@event.listens_for(UnitSession, "do_orm_execute")
-def _run_a_first_statement_again_on_a_dead_connection(execution: ORMExecuteState) -> Any:
-    """See "A first statement..." above; runs after the read-only check."""
+def _guard_each_statement(execution: ORMExecuteState) -> Any:
+    """A read-only unit's INSERT, UPDATE or DELETE is refused; a first statement that found
+    its connection dead runs again on a new one (see above)."""
     session = execution.session
+    if not session.info["writes"]:
+        for kind in ("insert", "update", "delete"):
+            if getattr(execution, f"is_{kind}"):
+                mapper = execution.bind_mapper
+                table = f" on {mapper.local_table.description}" if mapper is not None else ""
+                _refuse(session, f"run {kind.upper()}{table}")
     if session.connection().info.get(_SENT) != 0:
         return None
     try:
@@ -289,9 +260,7 @@ def _run_a_first_statement_again_on_a_dead_connection(execution: ORMExecuteState
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
-    logger.warning(
-        "%s found its connection dead; running it again on a new one", session.info.get("name")
-    )
+    logger.warning("%s found its connection dead; running it again", session.info["name"])
     _roll_back(session)
     session.connection(execution_options=session.info["options"]).info[_SENT] = 0
     return execution.invoke_statement()
@@ -299,5 +268,16 @@ def _run_a_first_statement_again_on_a_dead_connection(execution: ORMExecuteState
 
 @event.listens_for(UnitSession, "before_flush")
 def _refuse_changes(session: Session, _context: Any, _instances: Any) -> None:
-    if not _writes(session):
+    if not session.info["writes"]:
         _refuse(session, "flush changes")
+
+
+@event.listens_for(UnitSession, "before_commit")
+def _commit_only_as_it_ends(session: Session) -> None:
+    """A unit commits all it wrote once, as it ends; a commit in the middle (an endpoint's
+    ``session.commit()``) would leave it half-written if the rest failed."""
+    if not session.info.get("ending"):
+        raise InvalidRequestError(
+            f"{session.info.get('name', 'A unit of work')} commits when it ends:"
+            " routes and repositories do not commit."
+        )

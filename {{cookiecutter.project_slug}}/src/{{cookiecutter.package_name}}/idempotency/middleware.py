@@ -40,12 +40,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, status
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import database_error_response
-from ..http import ASGIMiddleware
+from ..errors import database_error_response, error
+from ..http import WRITE_METHODS, ASGIMiddleware
 from .database import KeyedDatabase, KeyedUnit, joined_by_the_request
 from .models import KEY_MAX_LENGTH
 {% if is_pg %}
@@ -58,7 +57,6 @@ logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _HEADER = HEADER.lower().encode()
 # Visible ASCII but the double quote and the backslash, which structured-field strings escape.
@@ -109,12 +107,12 @@ class IdempotencyMiddleware(ASGIMiddleware):
             return
         key = _key_of(keys)
         if key is None:
-            await _error(status.HTTP_400_BAD_REQUEST, _MALFORMED)(scope, receive, send)
+            await error(status.HTTP_400_BAD_REQUEST, _MALFORMED)(scope, receive, send)
             return
         try:
             body = await _read_body(receive)
-        except HTTPException as error:  # BodyLimitMiddleware's 413
-            await _error(error.status_code, str(error.detail))(scope, receive, send)
+        except HTTPException as refused:  # BodyLimitMiddleware's 413
+            await error(refused.status_code, str(refused.detail))(scope, receive, send)
             return
         if body is not None:  # None: the client went away
             request = _KeyedRequest(self.app, scope["app"].state.database, key, self.ttl)
@@ -134,8 +132,8 @@ class _KeyedRequest:
         name = f"{scope['method']} {scope['path']} ({HEADER})"
         try:
             session = await self.database.begin(writes=True, name=name)
-        except SQLAlchemyError as error:
-            await database_error_response(error)(scope, receive, send)
+        except SQLAlchemyError as failed:
+            await database_error_response(failed)(scope, receive, send)
             return
         unit = KeyedUnit(session)
         try:
@@ -159,13 +157,13 @@ class _KeyedRequest:
             earlier = await self.database.run(session, claim, self.key, fingerprint, self.ttl)
 {% if is_pg %}
         except KeyInFlightError:
-            await _error(status.HTTP_409_CONFLICT, _IN_FLIGHT, {"Retry-After": "1"})(
+            await error(status.HTTP_409_CONFLICT, _IN_FLIGHT, {"Retry-After": "1"})(
                 scope, receive, send
             )
             return
 {% endif %}
-        except SQLAlchemyError as error:
-            await database_error_response(error)(scope, receive, send)
+        except SQLAlchemyError as failed:
+            await database_error_response(failed)(scope, receive, send)
             return
         if earlier is not None:
             # Ended like a write, so that the replay tells what the first answer told.
@@ -197,7 +195,7 @@ class _KeyedRequest:
             if succeeded and unit.rolled_back:
                 # A unit that joined rolled back: nothing is stored, and no 2xx may say otherwise.
                 logger.error("%s answered %s but rolled back", scope["path"], start["status"])
-                instead = _error(status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error.")
+                instead = error(status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error.")
             else:
                 try:
                     if succeeded:
@@ -208,8 +206,8 @@ class _KeyedRequest:
                             session, store_answer, self.key, start["status"], headers, body
                         )
                     await self.database.end_keyed(unit, commit=succeeded)
-                except SQLAlchemyError as error:
-                    instead = database_error_response(error)
+                except SQLAlchemyError as failed:
+                    instead = database_error_response(failed)
             if instead is not None:
                 await self.database.end_keyed(unit, commit=False)
                 await instead(scope, receive, send)
@@ -295,15 +293,11 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return receive_again
 
 
-def _error(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
-
-
 def _replay(
     earlier: StoredAnswer, fingerprint: str
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     if earlier.fingerprint != fingerprint or earlier.status is None:
-        return _error(
+        return error(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"This {HEADER} was sent before with a different request.",
         )

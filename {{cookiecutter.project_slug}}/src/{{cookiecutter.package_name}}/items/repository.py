@@ -1,13 +1,10 @@
 {% set is_async = cookiecutter.driver == "async" %}
 """Storage of items: the only module that writes SQL for them.
 
-Every method answers ``Item``, the mapped class: one representation of an
-item, whatever the path. Reads are ``select(Item)``, built once with bound
-parameters: a request binds its values instead of building the statement and
-computing its cache key again. Creates are one ``INSERT ... RETURNING``
-(``db/inserts.py``) that hands back the stored rows, as instances of ``Item``.
-Changes load the item locked, flush at once (the version check of
-``models.py``) and record an ``ItemEvent`` in the same transaction.
+Every method answers ``Item``, the mapped class. Reads are ``select(Item)``,
+built once with bound parameters; creates are one ``INSERT ... RETURNING``
+(``db/inserts.py``); changes load the item locked, flush at once (the version
+check of ``models.py``) and record an ``ItemEvent`` in the same transaction.
 """
 
 from collections.abc import Iterator, Sequence
@@ -34,12 +31,8 @@ _COUNT = select(func.count()).select_from(select(Item.id).limit(bindparam("up_to
 
 
 class ItemRepository:
-    """Items, read and written through the request's session.
-
-    Writes reach the database at once, so a constraint violation surfaces here,
-    as a ``ConflictError``, while the endpoint still runs. Committing is not a
-    repository's job: the request's unit of work commits once (``db/unit.py``).
-    """
+    """Items, through the request's session. Writes reach the database at once, so a
+    conflict surfaces here (``ConflictError``); the unit of work commits, not this."""
 
     def __init__(self, session: {{ "AsyncSession" if is_async else "Session" }}) -> None:
         self.session = session

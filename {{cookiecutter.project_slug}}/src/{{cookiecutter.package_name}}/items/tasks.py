@@ -1,11 +1,8 @@
-"""Work that runs after the response: background tasks.
+"""Work that runs after the response: background tasks, at most once.
 
-A background task runs in the worker process once the client has its answer,
-outside the request's unit of work: at most once. A crash, a deploy or an
-exception loses it, and nothing retries it. So a task is for work that may be
-lost, such as telling someone; what must not be lost is written in the
-request's own transaction (as ``ItemEvent`` is), and delivered from there by a
-job that retries.
+A crash, a deploy or an exception loses one, and nothing retries it: a task is
+for work that may be lost, such as telling someone. What must not be lost is
+written in the request's own transaction, as ``ItemEvent`` is.
 """
 
 import logging
