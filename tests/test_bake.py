@@ -125,7 +125,7 @@ def test_storage_imports_nothing_of_the_http_layer(cookies: Cookies, variant: Va
     """The database layer, and each resource's models, schemas and repository, work
     without FastAPI: background jobs and scripts use them as they are."""
     src = bake(cookies, **variant.context) / "src/my_service"
-    http = {"fastapi", "starlette", "asgi_correlation_id"} | {
+    http = {"fastapi", "starlette"} | {
         f"my_service.{name}"
         for name in ("errors", "http", "session", "main", "observability", "health")
     }

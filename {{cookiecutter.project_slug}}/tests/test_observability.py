@@ -9,16 +9,13 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from asgi_correlation_id import correlation_id
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 
+from {{ cookiecutter.package_name }} import observability
 {% if cookiecutter.session_strategy == "middleware" %}
 from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.observability import REQUEST_ID_HEADER
 from {{ cookiecutter.package_name }}.session import SessionDep
-{% else %}
-from {{ cookiecutter.package_name }}.observability import REQUEST_ID_HEADER
 {% endif %}
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -81,7 +78,7 @@ class LinesWithTheirRequestIds(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("{{ cookiecutter.package_name }}."):
-            self.lines.append((record.name, record.getMessage(), correlation_id.get()))
+            self.lines.append((record.name, record.getMessage(), observability.request_id.get()))
 
 
 async def test_the_middleware_reports_each_answer_as_the_client_got_it(
@@ -106,17 +103,18 @@ async def test_the_middleware_reports_each_answer_as_the_client_got_it(
     logging.getLogger().addHandler(seen)
     try:
         async with client_of(committed_app) as client:
-            crashed = await client.get("/test/bug", headers={REQUEST_ID_HEADER: CRASHED})
+            headers = {observability.REQUEST_ID_HEADER: CRASHED}
+            crashed = await client.get("/test/bug", headers=headers)
 {% if cookiecutter.session_strategy == "middleware" %}
             assert (await client.post("/test/insert-at-commit/Widget")).status_code == 201
-            headers = {REQUEST_ID_HEADER: CONFLICTED}
+            headers = {observability.REQUEST_ID_HEADER: CONFLICTED}
             conflicted = await client.post("/test/insert-at-commit/Widget", headers=headers)
 {% endif %}
     finally:
         logging.getLogger().removeHandler(seen)
 
     assert crashed.status_code == 500
-    logged = [(name, message) for name, message, request_id in seen.lines if request_id == CRASHED]
+    logged = [(name, message) for name, message, line_id in seen.lines if line_id == CRASHED]
     assert [name for name, _ in logged] == [
         "{{ cookiecutter.package_name }}.errors",
         "{{ cookiecutter.package_name }}.access",
@@ -124,7 +122,7 @@ async def test_the_middleware_reports_each_answer_as_the_client_got_it(
     assert logged[1][1].startswith("GET /test/bug 500 ")
 {% if cookiecutter.session_strategy == "middleware" %}
     assert conflicted.status_code == 409
-    [*_, access] = [message for _, message, request_id in seen.lines if request_id == CONFLICTED]
+    [*_, access] = [message for _, message, line_id in seen.lines if line_id == CONFLICTED]
     assert access.startswith("POST /test/insert-at-commit/{name} 409 ")
 {% endif %}
 
@@ -134,21 +132,19 @@ def test_every_log_line_of_a_request_carries_its_id(log_format: str, tmp_path: P
     # The database is unreachable: the request logs a warning before the access line.
     log = tmp_path / "server.log"
     server, port = start_server(UNREACHABLE_URL, log, env={"LOG_FORMAT": log_format})
-    request_id = uuid.uuid4().hex
+    sent_id = uuid.uuid4().hex
     try:
-        response = httpx2.get(
-            f"http://127.0.0.1:{port}/items/1", headers={"X-Request-ID": request_id}
-        )
+        response = httpx2.get(f"http://127.0.0.1:{port}/items/1", headers={"X-Request-ID": sent_id})
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
 
     assert response.status_code == 503
-    assert response.headers["x-request-id"] == request_id
+    assert response.headers["x-request-id"] == sent_id
     lines = log.read_text().splitlines()
     if log_format == "json":
         records = [json.loads(line) for line in lines]  # every line is JSON, uvicorn's too
-        ours = [record for record in records if record["request_id"] == request_id]
+        ours = [record for record in records if record["request_id"] == sent_id]
         assert [record["logger"] for record in ours] == [
             "{{ cookiecutter.package_name }}.errors",
             "{{ cookiecutter.package_name }}.access",
@@ -164,7 +160,7 @@ def test_every_log_line_of_a_request_carries_its_id(log_format: str, tmp_path: P
         # A line logged outside any request has no id.
         assert all(r["request_id"] == "-" for r in records if r["logger"].startswith("uvicorn"))
     else:
-        ours = [line for line in lines if f"[{request_id}]" in line]
+        ours = [line for line in lines if f"[{sent_id}]" in line]
         assert len(ours) == 2
         assert " WARNING [" in ours[0]
         assert "Database unavailable" in ours[0]

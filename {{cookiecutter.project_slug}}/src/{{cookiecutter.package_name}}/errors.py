@@ -131,7 +131,7 @@ class BodyLimitMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"The request body is larger than {self.max_bytes} bytes."
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        declared = next((v for name, v in scope["headers"] if name == b"content-length"), b"0")
         # A number of more digits than the limit has is larger (and int() of
         # thousands of digits is refused).
         too_long = len(declared) > len(str(self.max_bytes))

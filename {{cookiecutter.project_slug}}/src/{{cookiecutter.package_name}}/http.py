@@ -136,10 +136,10 @@ class SecurityHeadersMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers += [header for header in SECURITY_HEADERS if header[0] not in present]
-                message = {**message, "headers": headers}
+                headers = message.get("headers", ())
+                present = {name for name, _ in headers}  # ASGI's names are lowercase
+                missing = [header for header in SECURITY_HEADERS if header[0] not in present]
+                message = {**message, "headers": [*headers, *missing]}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

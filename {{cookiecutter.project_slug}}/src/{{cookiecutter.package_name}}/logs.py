@@ -11,24 +11,17 @@ from typing import Any
 
 from .settings import Settings
 
-# The attribute asgi-correlation-id's filter gives each log record.
-_REQUEST_ID = "correlation_id"
-
 _FORMATTERS: dict[str, dict[str, Any]] = {
     "text": {
-        "format": f"%(asctime)s %(levelname)-7s [%({_REQUEST_ID})s] %(name)s: %(message)s",
+        "format": "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s",
     },
     # python-json-logger: the record's standard fields named below, plus every
     # field a call passes in ``extra`` (the access log's method, route, status...).
     "json": {
         "()": "pythonjsonlogger.json.JsonFormatter",
-        "fmt": ["levelname", "name", "message", _REQUEST_ID],
+        "fmt": ["levelname", "name", "message", "request_id"],
         "timestamp": "time",  # ISO 8601, UTC
-        "rename_fields": {
-            "levelname": "level",
-            "name": "logger",
-            _REQUEST_ID: "request_id",
-        },
+        "rename_fields": {"levelname": "level", "name": "logger"},
     },
 }
 
@@ -39,8 +32,8 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {
-            # A line logged outside any request shows "-" where a request's id would be.
-            "request_id": {"()": "asgi_correlation_id.CorrelationIdFilter", "default_value": "-"},
+            # Each line's request_id: "-" for a line logged outside any request.
+            "request_id": {"()": f"{__package__}.observability.RequestIdFilter"},
         },
         "formatters": {"default": _FORMATTERS[settings.log_format]},
         "handlers": {

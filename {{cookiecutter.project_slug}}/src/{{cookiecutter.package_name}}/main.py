@@ -21,7 +21,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
@@ -38,10 +37,8 @@ from .http import HostMiddleware, SecurityHeadersMiddleware, declare_answers
 from .idempotency import IdempotencyMiddleware, KeyedDatabase, document, purge_expired_keys
 {% endif %}
 from .items.routes import router as items_router
-{% if cookiecutter.metrics %}
-from .observability import REQUEST_ID_HEADER, is_request_id
-{% else %}
-from .observability import REQUEST_ID_HEADER, AccessMiddleware, is_request_id
+{% if not cookiecutter.metrics %}
+from .observability import AccessMiddleware
 {% endif %}
 {% if in_middleware %}
 from .session import SessionMiddleware
@@ -60,10 +57,10 @@ class ServiceDatabase(KeyedDatabase, ReplicatedDatabase):
 def middleware(settings: Settings) -> list[Middleware]:
     """The middleware every request passes through, outermost first. The order matters:
 
-    - The request id is set first, so every line logged below carries it.
+    - The request id is set first, so every line logged below carries it, and the
+      access log sees the final status: the 500 of an unexpected error{{ " and the
+      answer to a commit that failed" if in_middleware }}.
     - Every answer gets the security headers, the last resort's 500 included.
-    - The access log sees the final status: the 500 of an unexpected error{{ " and
-      the answer to a commit that failed" if in_middleware }}.
     - A request for a host the service does not serve is refused before any work.
 {% if replicas %}
     - With standbys, a request's consistency token is read before any unit of work
@@ -88,9 +85,8 @@ def middleware(settings: Settings) -> list[Middleware]:
     )
 {% endif %}
     return [
-        Middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_request_id),
-        Middleware(SecurityHeadersMiddleware),
         Middleware({{ "metrics.MetricsMiddleware" if cookiecutter.metrics else "AccessMiddleware" }}),
+        Middleware(SecurityHeadersMiddleware),
         Middleware(HostMiddleware, allowed=settings.allowed_hosts),
 {% if replicas %}
         *([tokens] if settings.database_replica_urls else []),
@@ -165,11 +161,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 {% if replicas %}
     consistency.document(app)
 {% endif %}
+    app.include_router(items_router)
+    app.include_router(health.router)
 {% if cookiecutter.metrics %}
     app.include_router(metrics.router(settings.metrics_token))
 {% endif %}
-    app.include_router(health.router)
-    app.include_router(items_router)
     return app
 
 

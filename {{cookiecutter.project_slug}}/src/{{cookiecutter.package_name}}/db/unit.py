@@ -13,8 +13,8 @@ checked out.
 **Read-only units** (``writes=False``: ``GET``, ``HEAD`` and ``OPTIONS``
 requests unless their route says otherwise) run with ``engine.py``'s
 ``READ_ONLY_OPTIONS``; their session refuses to flush changes or to execute an
-INSERT, UPDATE or DELETE (``ReadOnlyError``, naming the unit). SQL written as
-text is not inspected.
+INSERT, UPDATE or DELETE (``ReadOnlyError``, naming the unit); SQL written as
+text is not inspected. Having nothing to commit, they end by closing.
 
 **One wait**: a unit queues for a place, first come, first served (no more
 units hold sessions than the pool has connections), then takes its connection
@@ -132,6 +132,20 @@ class Database:
     async def begin(self, *, writes: bool = True, name: str = "A unit of work") -> {{ Session }}:
         """A new session that holds a connection, once one is free (see above)."""
         deadline = time.monotonic() + self._timeout
+        if self._places.locked():
+            await self._wait_for_place(deadline)
+        else:
+            await self._places.acquire()  # one is free: taken at once, no timer
+        session = self.sessionmaker(info={"writes": writes, "name": name})
+        try:
+            await self.run(session, _connect, self._options[writes], deadline)
+        except BaseException:
+            with CancelScope(shield=True):
+                await self._finish(session, commit=False)
+            raise
+        return session
+
+    async def _wait_for_place(self, deadline: float) -> None:
         self.waiting += 1
         try:
             async with asyncio.timeout(deadline - time.monotonic()):
@@ -141,14 +155,6 @@ class Database:
             raise PoolTimeoutError(f"{message} ({self.waiting} units of work in line)") from None
         finally:
             self.waiting -= 1
-        session = self.sessionmaker(info={"writes": writes, "name": name})
-        try:
-            await self.run(session, _connect, self._options[writes], deadline)
-        except BaseException:
-            with CancelScope(shield=True):
-                await self._finish(session, commit=False)
-            raise
-        return session
 
     async def end(self, session: {{ Session }}, *, commit: bool) -> None:
         """Commit (or roll back), then close. A failed commit is rolled back and raised,
@@ -199,14 +205,14 @@ class Database:
         try:
             if not commit:
                 _roll_back(session)
-                return
-            session.info["ending"] = True
-            try:
-                session.commit()
-            except BaseException:
-                _roll_back(session)
-                raise
-            self.after_commit(session)
+            elif session.info["writes"]:  # a read-only unit has nothing to commit
+                session.info["ending"] = True
+                try:
+                    session.commit()
+                except BaseException:
+                    _roll_back(session)
+                    raise
+                self.after_commit(session)
         finally:
             session.close()
 
@@ -247,12 +253,13 @@ def _guard_each_statement(execution: ORMExecuteState) -> Any:
     """A read-only unit's INSERT, UPDATE or DELETE is refused; a first statement that found
     its connection dead runs again on a new one (see above)."""
     session = execution.session
-    if not session.info["writes"]:
-        for kind in ("insert", "update", "delete"):
-            if getattr(execution, f"is_{kind}"):
-                mapper = execution.bind_mapper
-                table = f" on {mapper.local_table.description}" if mapper is not None else ""
-                _refuse(session, f"run {kind.upper()}{table}")
+    if not session.info["writes"] and (
+        execution.is_insert or execution.is_update or execution.is_delete
+    ):
+        kind = execution.statement.__visit_name__.upper()
+        mapper = execution.bind_mapper
+        table = f" on {mapper.local_table.description}" if mapper is not None else ""
+        _refuse(session, f"run {kind}{table}")
     if session.connection().info.get(_SENT) != 0:
         return None
     try:
