@@ -15,6 +15,8 @@
                                             20 rows of each SQLite variant (needs wrk)
     python3 tasks.py lock [--upgrade]       re-lock the generated projects' uv.lock files, kept
                                             in the template (needs PyPI; see tests/locks.py)
+    python3 tasks.py sizes                  count the lines, settings and files of every variant's
+                                            bakes with no wing and every wing; into the README
 
 uv comes from PATH, or is installed once into .bootstrap/ with pip. The
 template's own tools are pinned in uv.lock and installed into .venv.
@@ -71,10 +73,11 @@ def bench(script: str, args: list[str]) -> None:
     run(uv, "run", "--frozen", "python", f"benchmarks/{script}.py", *args)
 
 
-def lock(args: list[str]) -> None:
+def template_module(module: str, args: list[str]) -> None:
+    """``python -m tests.<module>`` in the template's environment."""
     uv = find_uv()
     run(uv, "sync", "--frozen", "--python", sys.executable)
-    run(uv, "run", "--frozen", "python", "-m", "tests.locks", *args)
+    run(uv, "run", "--frozen", "python", "-m", f"tests.{module}", *args)
 
 
 def demo(output_dir: Path) -> None:
@@ -105,7 +108,7 @@ def demo(output_dir: Path) -> None:
 
 def main(argv: list[str]) -> int:
     benchmarks = {"bench": "run", "scale": "scale", "instructions": "instructions"}
-    if not argv or argv[0] not in {"test", "demo", "contention", "lock", *benchmarks}:
+    if not argv or argv[0] not in {"test", "demo", "contention", "lock", "sizes", *benchmarks}:
         print(__doc__, file=sys.stderr)
         return 2
     try:
@@ -115,8 +118,8 @@ def main(argv: list[str]) -> int:
             bench(benchmarks[argv[0]], argv[1:])
         elif argv[0] == "contention":
             bench("contention", argv[1:])
-        elif argv[0] == "lock":
-            lock(argv[1:])
+        elif argv[0] in {"lock", "sizes"}:
+            template_module({"lock": "locks", "sizes": "sizes"}[argv[0]], argv[1:])
         else:
             demo(Path(argv[1]).resolve() if len(argv) > 1 else ROOT / "build" / "demo")
     except subprocess.CalledProcessError as error:

@@ -1,15 +1,19 @@
-"""GET /items/{id} driven in-process, for ``instructions.py``: run by a baked project's
-interpreter under callgrind, which counts only the requests themselves.
+"""GET /items/{id} and POST /items driven in-process, for ``instructions.py``: run by a
+baked project's interpreter under callgrind, which counts only the requests themselves.
 
     python drive.py CASE N
 
 CASE is one of ``CASES``. After the application started and served ``WARM``
 requests, the driver prints ``ready`` and waits for a line on stdin (the caller
 switches callgrind's instrumentation on), serves ``N`` requests, prints
-``done`` and waits again (off) before it stops.
+``done`` and waits again (off) before it stops. Creates are named uniquely,
+each with an ``Idempotency-Key`` of its own in the ``-keyed`` case.
 """
 
 import asyncio
+import itertools
+import json
+import os
 import random
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,21 +25,43 @@ import uvloop
 APPS = Path(__file__).resolve().parent / "apps"
 WARM = 50
 SEED = 1000
+# Names this run's creates apart from any other's.
+RUN = os.urandom(4).hex()
 Step = Callable[[], Awaitable[None]]
 
 
-def scope(path: str) -> dict[str, Any]:
+def scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1", "method": "GET", "scheme": "http", "path": path,
+        "http_version": "1.1", "method": method, "scheme": "http", "path": path,
         "raw_path": path.encode(), "root_path": "", "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1:8000")],
+        "headers": [(b"host", b"127.0.0.1:8000"), *headers],
         "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
     }  # fmt: skip
 
 
-async def served(app: Any) -> tuple[Step, Callable[[], Awaitable[None]]]:
-    """``app`` started (its lifespan), a step that sends it one GET, and its stop."""
+def get() -> tuple[dict[str, Any], bytes, int]:
+    return scope("GET", f"/items/{random.randint(1, SEED)}", []), b"", 200
+
+
+def post(keyed: bool = False) -> Callable[[], tuple[dict[str, Any], bytes, int]]:
+    numbers = itertools.count()
+
+    def request() -> tuple[dict[str, Any], bytes, int]:
+        n = next(numbers)
+        body = json.dumps({"name": f"drive-{RUN}-{n}", "description": "driven"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        if keyed:
+            headers.append((b"idempotency-key", f"drive-{RUN}-{n}".encode()))
+        return scope("POST", "/items", headers), body, 201
+
+    return request
+
+
+async def served(
+    app: Any, request: Callable[[], tuple[dict[str, Any], bytes, int]] = get
+) -> tuple[Step, Callable[[], Awaitable[None]]]:
+    """``app`` started (its lifespan), a step that sends it one ``request()``, and its stop."""
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     state: dict[str, Any] = {}
@@ -46,8 +72,8 @@ async def served(app: Any) -> tuple[Step, Callable[[], Awaitable[None]]]:
     assert started["type"] == "lifespan.startup.complete", started
 
     async def step() -> None:
-        request = {**scope(f"/items/{random.randint(1, SEED)}"), "state": dict(state)}
-        body = {"type": "http.request", "body": b"", "more_body": False}
+        http, content, status = request()
+        body = {"type": "http.request", "body": content, "more_body": False}
         answered: list[int] = []
 
         async def receive() -> dict[str, Any]:
@@ -57,8 +83,8 @@ async def served(app: Any) -> tuple[Step, Callable[[], Awaitable[None]]]:
             if message["type"] == "http.response.start":
                 answered.append(message["status"])
 
-        await app(request, receive, send)
-        assert answered == [200], answered
+        await app({**http, "state": dict(state)}, receive, send)
+        assert answered == [status], answered
 
     async def stop() -> None:
         await events.put({"type": "lifespan.shutdown"})
@@ -68,12 +94,14 @@ async def served(app: Any) -> tuple[Step, Callable[[], Awaitable[None]]]:
     return step, stop
 
 
-async def variant(middleware: bool = True) -> tuple[Step, Callable[[], Awaitable[None]]]:
+async def variant(
+    middleware: bool = True, request: Callable[[], tuple[dict[str, Any], bytes, int]] = get
+) -> tuple[Step, Callable[[], Awaitable[None]]]:
     from my_service import main
 
     if not middleware:
         main.middleware = lambda _settings: []
-    return await served(main.create_app())
+    return await served(main.create_app(), request)
 
 
 async def variant_unit() -> tuple[Step, Callable[[], Awaitable[None]]]:
@@ -96,8 +124,10 @@ def app_module(name: str) -> Any:
     return __import__(name)
 
 
-async def lean() -> tuple[Step, Callable[[], Awaitable[None]]]:
-    return await served(app_module("lean_async").app)
+async def lean(
+    request: Callable[[], tuple[dict[str, Any], bytes, int]] = get,
+) -> tuple[Step, Callable[[], Awaitable[None]]]:
+    return await served(app_module("lean_async").app, request)
 
 
 async def lean_session() -> tuple[Step, Callable[[], Awaitable[None]]]:
@@ -117,9 +147,12 @@ async def fastapi_raw() -> tuple[Step, Callable[[], Awaitable[None]]]:
 
 CASES: dict[str, Callable[[], Awaitable[tuple[Step, Callable[[], Awaitable[None]]]]]] = {
     "variant": variant,
+    "variant-post": lambda: variant(request=post()),
+    "variant-post-keyed": lambda: variant(request=post(keyed=True)),
     "variant-no-middleware": lambda: variant(middleware=False),
     "variant-unit-of-work": variant_unit,
     "lean": lean,
+    "lean-post": lambda: lean(post()),
     "lean-session": lean_session,
     "fastapi-raw": fastapi_raw,
 }

@@ -1,7 +1,10 @@
-"""Every variant of the template, loaded side by side with a raw-asyncpg floor.
+"""The PostgreSQL variants of the template, each baked with no wing and with every wing,
+loaded side by side with the lean tutorial apps and a raw-asyncpg floor.
 
-    python3 tasks.py bench [--rounds N] [--duration SECONDS] [--variants ID,...] [--workers 1,2]
+    python3 tasks.py bench [--rounds N] [--duration SECONDS] [--variants ID,...]
+                           [--wings none,every] [--workers 1,2]
 
+--variants takes any of the eight (SQLite's too); --wings which bakes of each.
 For each target: a fresh database, migrated and seeded with 1,000 items; one
 uvicorn worker (uvloop + httptools, no access log) with DB_POOL_SIZE=10 and no
 overflow; wrk with 32 connections on GET /items/{id}, POST /items (unique
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.matrix import VARIANTS, Variant, interpreter  # noqa: E402  (the template's table)
 from tests.private_postgres import PrivateCluster  # noqa: E402
+from tests.readme import update_readme  # noqa: E402
 
 HERE = ROOT / "benchmarks"
 UV = find_uv_bin()
@@ -239,13 +243,18 @@ def uvicorn(python: Path, app: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def database_name(target: str) -> str:
+    """The PostgreSQL database of target ``target``."""
+    return "bench_" + target.replace("-", "_").replace("+", "_")
+
+
 def fresh_database(name: str, variant: Variant, work: Path) -> tuple[str, str]:
     """A new, empty database for target ``name`` on ``variant``'s database and driver:
     its name (PostgreSQL) or file (SQLite), and its SQLAlchemy URL."""
     if variant.database == "sqlite":
         path = work / f"{name}.db"
         return str(path), f"sqlite+{variant.sqlalchemy_driver}:///{path}"
-    database = f"bench_{name.replace('-', '_')}"
+    database = database_name(name)
     recreate_database(database)
     return database, postgres_url(database, f"postgresql+{variant.sqlalchemy_driver}")
 
@@ -277,7 +286,7 @@ def served_with_workers(target: Target, workers: int) -> Target:
         database = str(Path(target.database).with_name(f"{name}.db"))
         url = target.env["DATABASE_URL"].replace(target.database, database)
     else:
-        database = f"bench_{name.replace('-', '_')}"
+        database = database_name(name)
         recreate_database(database)
         url = target.env["DATABASE_URL"].replace(target.database, database)
     migrate(target.cwd, url)
@@ -318,6 +327,7 @@ def app_target(name: str, label: str, app: str, project: Variant, work: Path) ->
 def build_targets(
     variants: list[Variant], work: Path, workers: list[int], clusters: list[PrivateCluster]
 ) -> list[Target]:
+    """The targets of ``variants`` (each a bake: a variant and its wings) and the references."""
     targets: list[Target] = []
     pool = {"DB_POOL_SIZE": str(POOL_SIZE), "DB_MAX_OVERFLOW": "0"}
     for variant in variants:
@@ -355,25 +365,26 @@ def build_targets(
             app = f"lean_{driver}:app"
             references.append(app_target(name, label, app, project(database, driver), work))
     targets = references + targets
-    if not workers and STANDBY_VARIANT in {variant.id for variant in variants}:
-        targets += standby_targets(work, clusters)
+    standby = next((v for v in variants if v.id == STANDBY_VARIANT), None)
+    if not workers and standby is not None:
+        targets += standby_targets(standby, work, clusters)
     peer = None if workers else peer_target(work)
     if peer is not None:
         targets.append(peer)
     return sorted(targets, key=lambda t: (t.sqlite, t.name != FLOOR))
 
 
-# Reads on a hot standby, beside the same variant reading from its primary: both on a
+# Reads on a hot standby, beside the same bake reading from its primary: both on a
 # private primary (and its standby) of tests/private_postgres.py, alike but for the
-# standby's URL.
-STANDBY_VARIANT = "postgresql-async-dependency"
+# standby's URL. Standbys are the read_replicas wing's.
+STANDBY_VARIANT = "postgresql-async-dependency+every-wing"
 # A database each, as every target has: seeding one must not renumber the other's rows.
 STANDBY_DATABASES = {"primary-reads": "bench_primary_reads", "standby-reads": "bench_standby_reads"}
 
 
-def standby_targets(work: Path, clusters: list[PrivateCluster]) -> list[Target]:
-    """The STANDBY_VARIANT (baked already) served twice by a private primary: reading from
-    it, and reading from its hot standby; the clusters go to ``clusters``, to remove."""
+def standby_targets(variant: Variant, work: Path, clusters: list[PrivateCluster]) -> list[Target]:
+    """``variant`` (baked already) served twice by a private primary: reading from it, and
+    reading from its hot standby; the clusters go to ``clusters``, to remove."""
     try:
         primary = PrivateCluster()
     except (OSError, subprocess.CalledProcessError, AssertionError) as error:
@@ -381,7 +392,6 @@ def standby_targets(work: Path, clusters: list[PrivateCluster]) -> list[Target]:
         return []
     clusters.append(primary)
     primary.start()
-    variant = next(v for v in VARIANTS if v.id == STANDBY_VARIANT)
     scheme = f"postgresql+{variant.sqlalchemy_driver}"
     project = work / variant.id / "my_service"
     for database in STANDBY_DATABASES.values():
@@ -441,7 +451,7 @@ def peer_target(work: Path) -> Target | None:
                 "GIT_COMMITTER_EMAIL": "bench@example.com"}  # fmt: skip
     run([str(generator / "bin/python"), "-c", PEER_GENERATE], output, hook_env)
     project = output / "peer"
-    database = f"bench_{PEER.replace('-', '_')}"
+    database = database_name(PEER)
     recreate_database(database)
     server = urlsplit(POSTGRES_URL)
     env = {
@@ -642,15 +652,17 @@ def machine(wrk: bool = True) -> str:
     )
 
 
-def report(targets: list[Target], rounds: int, duration: float) -> dict[str, Any]:
+def report(
+    targets: list[Target], variants: list[Variant], rounds: int, duration: float
+) -> dict[str, Any]:
     floor = next((t for t in targets if t.name == FLOOR), None)
     sqlite_base = next((t for t in targets if t.name == "sqlite-async-dependency"), None)
     by_name = {target.name: target for target in targets}
-    variants = {variant.id: variant for variant in VARIANTS}
+    bakes = {variant.id: variant for variant in variants}
     rows = []
     for target in targets:
         base = sqlite_base if target.sqlite else floor
-        variant = variants.get(target.name)
+        variant = bakes.get(target.name)
         lean = by_name.get(lean_name(variant.database, variant.driver)) if variant else None
         row: dict[str, Any] = {
             "target": target.name,
@@ -782,17 +794,6 @@ def chart(results: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def update_readme(table: str, marker: str = "benchmark") -> None:
-    """Put ``table`` into the README between its ``<!-- marker:start/end -->`` lines."""
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    if start in text and end in text:
-        before, _, rest = text.partition(start)
-        _, _, after = rest.partition(end)
-        readme.write_text(f"{before}{start}\n{table}{end}{after}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -807,12 +808,16 @@ def main() -> None:
     parser.add_argument(
         "--duration", type=int, default=4, help="whole seconds (wrk's unit) per endpoint and round"
     )
-    parser.add_argument("--variants", default=",".join(v.id for v in VARIANTS))
+    postgresql = [v.id for v in VARIANTS if v.database == "postgresql"]
+    parser.add_argument("--variants", default=",".join(postgresql))
+    parser.add_argument(
+        "--wings", default="none,every", help="the bakes of each variant: none, every (wing)"
+    )
     parser.add_argument(
         "--workers",
         default="",
-        help="serve each variant as its image does, once per worker count (1,2);"
-        " writes benchmarks/workers.{md,json} instead",
+        help="serve each variant (with the workers wing, and no other) as its image does,"
+        " once per worker count (1,2); writes benchmarks/workers.{md,json} instead",
     )
     args = parser.parse_args()
     workers = [int(n) for n in args.workers.split(",") if n]
@@ -821,7 +826,10 @@ def main() -> None:
             "wrk is not installed: apt-get install wrk (Debian/Ubuntu) or brew install wrk"
         )
     wanted = args.variants.split(",")
-    variants = [v for v in VARIANTS if v.id in wanted]
+    wings = {"none": lambda v: v, "every": lambda v: v.with_wings(v.possible_wings)}
+    variants = [wings[w](v) for v in VARIANTS if v.id in wanted for w in args.wings.split(",")]
+    if workers:
+        variants = [v.with_wings(["workers"]) for v in VARIANTS if v.id in wanted]
     clusters: list[PrivateCluster] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
         stack.callback(remove_all, clusters)
@@ -840,7 +848,7 @@ def main() -> None:
             for target in targets:
                 if target.name in DURABILITY:
                     create_for_long(target, args.long_creates, work)
-        results = report(targets, args.rounds, args.duration)
+        results = report(targets, variants, args.rounds, args.duration)
         if clusters:
             # Where the standby target's reads went: the standby's own count of them.
             ran = [
@@ -858,7 +866,7 @@ def main() -> None:
         (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         (HERE / "results.md").write_text(table)
         chart(results, HERE / "results.png")
-        update_readme(table)
+        update_readme(table, "benchmark")
     print(table)
 
 

@@ -111,6 +111,8 @@ ALONE: dict[tuple[str, str], str] = {
     ("pgbouncer", "sync"): "postgresql-sync-middleware",
     ("read_replicas", "async"): "postgresql-async-middleware",
     ("read_replicas", "sync"): "postgresql-sync-dependency",
+    ("workers", "async"): "postgresql-async-dependency",
+    ("workers", "sync"): "postgresql-sync-middleware",
 }
 
 # The longest names and texts the pre-generation hook accepts.

@@ -175,7 +175,14 @@ def test_the_core_is_the_same_text_whatever_the_wings(cookies: Cookies, variant:
 
 
 def test_the_wings_are_the_yes_no_prompts_and_postgresql_only_ones_are_named() -> None:
-    assert WINGS == ("metrics", "idempotency_keys", "reverse_proxy", "pgbouncer", "read_replicas")
+    assert WINGS == (
+        "metrics",
+        "idempotency_keys",
+        "reverse_proxy",
+        "pgbouncer",
+        "read_replicas",
+        "workers",
+    )
     assert all(COOKIECUTTER[wing] is False for wing in WINGS)  # off unless chosen
     assert set(MANIFEST["postgresql_only"]) == {"pgbouncer", "read_replicas"}
     assert set(MANIFEST["wing_packages"]) <= set(WINGS)

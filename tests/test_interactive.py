@@ -31,6 +31,7 @@ ANSWERS: dict[str, str] = {
     "reverse_proxy": "yes",
     "pgbouncer": "y",
     "read_replicas": "no",
+    "workers": "",  # accept the default: no
 }
 
 
@@ -81,6 +82,7 @@ def test_a_person_answers_every_question(tmp_path: Path) -> None:
     assert (project / "src/orders/db/pgbouncer.py").is_file()
     assert not (project / "src/orders/idempotency").exists()
     assert not (project / "src/orders/db/replicas.py").exists()
+    assert not (project / "src/orders/workers.py").exists()
 
 
 @pytest.fixture

@@ -522,7 +522,7 @@ def test_a_database_restart_and_crash_under_load_lose_nothing_and_answer_only_50
                     str(port),
                 ],
                 cwd=project.path,
-                env={**os.environ, **env, "WEB_CONCURRENCY": "2"},
+                env={**os.environ, **env},
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )

@@ -73,13 +73,14 @@ def test_dockerfile(baked: tuple[Variant, Path]) -> None:
     assert users == ["app"]
     assert "useradd --system" in " ".join(a for i, a in runtime if i == "RUN")
     assert "http://127.0.0.1:8000/health" in arguments["HEALTHCHECK"]
-    # The service's own entry point: WEB_CONCURRENCY workers, JSON log lines.
+    # The service's own entry point (WEB_CONCURRENCY workers with the wing), JSON log lines.
     assert arguments["CMD"] == (
         f'["python", "-m", "{PACKAGE}", "--host", "0.0.0.0", "--port", "8000"]'
     )
     environment = " ".join(a for i, a in runtime if i == "ENV").split()
     # ... and no API documents published unless asked.
-    assert {"WEB_CONCURRENCY=2", "LOG_FORMAT=json", "API_DOCS=false"} <= set(environment)
+    assert {"LOG_FORMAT=json", "API_DOCS=false"} <= set(environment)
+    assert ("WEB_CONCURRENCY=2" in environment) == ("workers" in variant.wings)
     # The uv that builds the image reads the lock format the template writes.
     uv_image = re.search(r"ghcr\.io/astral-sh/uv:(\d+)\.(\d+)", " ".join(copies))
     assert uv_image is not None
@@ -391,11 +392,11 @@ def test_every_setting_is_documented(baked: tuple[Variant, Path]) -> None:
     readme = (project / "README.md").read_text()
     example = (project / ".env.example").read_text().splitlines()
 
-    assert "WEB_CONCURRENCY" in names
+    assert ("WEB_CONCURRENCY" in names) == ("workers" in variant.wings)
     documented = re.findall(r"^\| `([A-Z_]+)` \|", readme, re.M)
     offered = [line.split("=")[0].lstrip("# ") for line in example if "=" in line]
     # Read by the service too, not a setting: documented all the same.
-    extra = ["PROMETHEUS_MULTIPROC_DIR"] if "metrics" in variant.wings else []
+    extra = ["PROMETHEUS_MULTIPROC_DIR"] if {"metrics", "workers"} <= variant.wings else []
     assert sorted(documented) == sorted(names + extra)
     assert sorted(offered) == sorted(names + extra)
     for wing, setting in [

@@ -54,10 +54,14 @@ from {{ cookiecutter.package_name }}.db.base import Base
 {% if is_pg %}
 from {{ cookiecutter.package_name }}.db.engine import (
     APPLICATION_NAME,
+    READ_ONLY_OPTIONS,
     build_engine,
 )
 {% else %}
-from {{ cookiecutter.package_name }}.db.engine import build_engine
+from {{ cookiecutter.package_name }}.db.engine import (
+    READ_ONLY_OPTIONS,
+    build_engine,
+)
 {% endif %}
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.main import create_app
@@ -174,10 +178,10 @@ def of_this_worker(url: str) -> str:
 
 
 async def ask_the_database(database_url: str, query: TextClause, **params: object) -> int:
-    """``query`` on a connection of its own, outside the application: its number."""
+    """``query`` read on a connection of its own, outside the application: its number."""
     engine = build_engine(settings_for(database_url))
     try:
-        {{ cookiecutter.__async }}with engine.connect() as connection:
+        {{ cookiecutter.__async }}with engine.execution_options(**READ_ONLY_OPTIONS).connect() as connection:
             answer = {{ cookiecutter.__await }}connection.scalar(query, params)
     finally:
         {{ cookiecutter.__await }}engine.dispose()
@@ -318,10 +322,11 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path,
 
 
 def start_server(
-    database_url: str, log: Path, *, workers: int = 1, env: dict[str, str] | None = None
+    database_url: str, log: Path, *arguments: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """The service as its container runs it (``python -m {{ cookiecutter.package_name }}``) on a free
-    port, its output in ``log`` (a file: a pipe nobody reads would stall the server once full)."""
+    """The service as its container runs it (``python -m {{ cookiecutter.package_name }}``, with
+    ``arguments``) on a free port, its output in ``log`` (a file: a pipe nobody reads would
+    stall the server once full)."""
     port = free_port()
     with log.open("wb") as output:
         server = subprocess.Popen(
@@ -331,8 +336,7 @@ def start_server(
                 "{{ cookiecutter.package_name }}",
                 "--port",
                 str(port),
-                "--workers",
-                str(workers),
+                *arguments,
             ],
             cwd=log.parent,  # not the project's: its .env is the developer's, not the test's
             env={

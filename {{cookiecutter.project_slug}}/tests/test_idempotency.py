@@ -13,17 +13,19 @@ import logging
 {% if cookiecutter.database == "postgresql" %}
 import time
 {% endif %}
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from httpx2 import AsyncClient, Response
 {% if cookiecutter.driver == "async" %}
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 {% else %}
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 {% endif %}
 from sqlalchemy.orm import Session
 
@@ -41,13 +43,13 @@ from {{ cookiecutter.package_name }}.idempotency.repository import (
     store_answer,
 )
 from {{ cookiecutter.package_name }}.items.models import Item
-{% if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.session import SessionDep
-{% endif %}
 from {{ cookiecutter.package_name }}.settings import Settings
-{% if cookiecutter.database == "postgresql" %}
 
-from .support import client_of, empty_tables, running_app
+{% if cookiecutter.database == "postgresql" %}
+from .support import ask_the_database, client_of, empty_tables, running_app
+{% else %}
+from .support import ask_the_database
 {% endif %}
 
 # What a retry must answer exactly as the first time.
@@ -175,6 +177,36 @@ async def test_an_error_is_not_stored_and_a_retry_runs_again(
     assert retried.status_code == 201
     assert REPLAYED_HEADER not in retried.headers
     assert await count(connection, IdempotencyKey) == 1
+
+
+# How many items have a name, asked on a connection of its own.
+COUNT_NAMED = text("SELECT count(*) FROM items WHERE name = :name")
+
+
+async def test_a_keyed_write_commits_once_its_answer_is_stored_a_plain_one_as_before(
+    committed_client: AsyncClient, committed_app: FastAPI, database_url: str
+) -> None:
+    """Which part commits: a plain write's unit of work ends in the {{ cookiecutter.session_strategy }}, before
+    its body streams; a keyed one's in the idempotency middleware, once its answer is stored."""
+    seen: list[int] = []
+
+    @committed_app.post("/test/streamed/{name}", status_code=201)
+    {{ cookiecutter.__async }}def streamed(name: str, session: SessionDep) -> StreamingResponse:
+        session.add(Item(name=name))
+        {{ cookiecutter.__await }}session.flush()
+
+        async def body() -> AsyncIterator[bytes]:
+            seen.append(await ask_the_database(database_url, COUNT_NAMED, name=name))
+            yield b"{}"
+
+        return StreamingResponse(body(), status_code=201)
+
+    plain = await committed_client.post("/test/streamed/plain")
+    keyed = await committed_client.post("/test/streamed/keyed", headers={HEADER: "streamed"})
+
+    assert (plain.status_code, keyed.status_code) == (201, 201)
+    assert seen == [1, 0]  # what another connection saw while each body streamed
+    assert await ask_the_database(database_url, COUNT_NAMED, name="keyed") == 1
 
 
 {% if cookiecutter.database == "postgresql" %}

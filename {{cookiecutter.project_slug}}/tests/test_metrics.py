@@ -1,12 +1,18 @@
-"""``GET /metrics`` (see metrics.py): requests, the connection pool, several workers."""
+"""``GET /metrics`` (see metrics.py): requests, the connection pool{{ ", several workers" if cookiecutter.workers }}."""
 
 import asyncio
+{% if cookiecutter.workers %}
 import signal
 import time
+{% endif %}
 from collections.abc import AsyncIterator
+{% if cookiecutter.workers %}
 from pathlib import Path
+{% endif %}
 
+{% if cookiecutter.workers %}
 import httpx2
+{% endif %}
 import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
@@ -15,7 +21,11 @@ from pydantic import SecretStr
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
+{% if cookiecutter.workers %}
 from .support import client_of, running_app, settings_for, start_server
+{% else %}
+from .support import client_of, running_app, settings_for
+{% endif %}
 
 
 def metric(exposition: str, name: str, **labels: str) -> float:
@@ -111,13 +121,14 @@ async def test_metrics_show_the_connection_pool(one_connection_app: FastAPI) -> 
     assert metric(busy, "db_pool_overflow") == 0
     assert metric(done, "db_pool_checked_out") == 0
     assert metric(done, "db_pool_waiting") == 0
+{% if cookiecutter.workers %}
 
 
 def test_workers_report_their_metrics_together(database_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     pool = {"DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "1"}
     folder = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "server-metrics")}
-    server, port = start_server(database_url, log, workers=2, env={**pool, **folder})
+    server, port = start_server(database_url, log, "--workers", "2", env={**pool, **folder})
     base_url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(20):  # a new connection each: the workers take turns accepting
@@ -135,3 +146,4 @@ def test_workers_report_their_metrics_together(database_url: str, tmp_path: Path
     assert {metric(text, "db_pool_size") for text in scrapes} == {6}
     # A worker that stopped took its gauges with it.
     assert not list(tmp_path.glob("server-metrics/gauge_live*.db"))
+{% endif %}

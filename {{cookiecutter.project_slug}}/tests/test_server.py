@@ -1,7 +1,9 @@
 {% set is_pg = cookiecutter.database == "postgresql" %}
 """The real server: uvicorn serves the app, and SIGTERM stops it with no connection left open."""
 
+{% if is_pg %}
 import asyncio
+{% endif %}
 import re
 import signal
 import socket
@@ -9,23 +11,21 @@ import time
 from pathlib import Path
 
 import httpx2
-{% if is_pg %}
-from sqlalchemy import text
-{% else %}
-from sqlalchemy import make_url, text
+{% if not is_pg %}
+from sqlalchemy import make_url
 {% endif %}
 
 {% if is_pg %}
 from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
 
-from .support import CONNECTION_COUNT, ask_the_database, empty_database, start_server
+from .support import CONNECTION_COUNT, ask_the_database, start_server
 
 
 def connections_of_the_service(database_url: str) -> int:
     """The service's connections to the test database, as the server sees them."""
     return asyncio.run(ask_the_database(database_url, CONNECTION_COUNT, name=APPLICATION_NAME))
 {% else %}
-from .support import ask_the_database, empty_database, start_server
+from .support import start_server
 
 
 def wal_file(database_url: str) -> Path:
@@ -113,7 +113,7 @@ def test_a_request_without_one_valid_host_is_refused(database_url: str, tmp_path
     assert all(b"\r\nx-content-type-options: nosniff" in head for head in heads)
 
 
-def test_a_worker_bounds_its_connections_and_closes_idle_ones(
+def test_the_server_bounds_its_connections_and_closes_idle_ones(
     database_url: str, tmp_path: Path
 ) -> None:
     """Past WEB_MAX_CONCURRENCY connections a request is answered 503 at once; a
@@ -174,40 +174,3 @@ def test_sigterm_stops_the_server_cleanly(database_url: str, tmp_path: Path) -> 
     # SQLite removes the write-ahead log when the last connection closes.
     assert not wal_file(database_url).exists()
 {% endif %}
-
-
-def test_sigterm_lets_every_worker_finish_its_requests(database_url: str, tmp_path: Path) -> None:
-    log = tmp_path / "server.log"
-    server, port = start_server(database_url, log, workers=2)
-    body = b'{"name": "in flight"}'
-    head = (
-        b"POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-    )
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-            connection.sendall(head + body[:5])
-            time.sleep(1)  # a worker is reading the request
-            server.send_signal(signal.SIGTERM)
-            time.sleep(1)  # the workers are stopping, and wait for it
-            assert server.poll() is None
-            connection.sendall(body[5:])
-            status, answer = read_response(connection)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-
-    try:
-        logged = log.read_text()
-        assert status == 201, answer
-        assert server.returncode == 0, logged
-        assert logged.count("Application shutdown complete") == 2
-        committed = text("SELECT count(*) FROM items WHERE name = 'in flight'")
-        assert asyncio.run(ask_the_database(database_url, committed)) == 1
-{% if is_pg %}
-        assert connections_of_the_service(database_url) == 0
-{% else %}
-        assert not wal_file(database_url).exists()
-{% endif %}
-    finally:
-        asyncio.run(empty_database(database_url))

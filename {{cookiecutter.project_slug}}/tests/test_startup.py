@@ -88,9 +88,8 @@ def test_a_misspelt_setting_is_reported_with_the_likely_one(tmp_path: Path) -> N
     ]
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_bad_setting_stops_the_service_with_one_line(tmp_path: Path, workers: str) -> None:
-    result = serve(tmp_path, DATABASE_URL="garbage", WEB_CONCURRENCY=workers, DB_POOLSIZE="3")
+def test_a_bad_setting_stops_the_service_with_one_line(tmp_path: Path) -> None:
+    result = serve(tmp_path, DATABASE_URL="garbage", DB_POOLSIZE="3")
 
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
@@ -99,10 +98,8 @@ def test_a_bad_setting_stops_the_service_with_one_line(tmp_path: Path, workers: 
     ]
 
 
-def test_a_worker_that_cannot_start_stops_the_server_with_status_3(
-    tmp_path: Path, database_url: str
-) -> None:
-    # Every process of the server imports this first: the workers' startup fails.
+def test_a_service_that_cannot_start_exits_with_status_3(tmp_path: Path, database_url: str) -> None:
+    # The server's process imports this first: the application's startup fails.
     (tmp_path / "sitecustomize.py").write_text(
         "from {{ cookiecutter.package_name }}.db import unit\n\n\n"
         "def refuse(*args, **kwargs):\n"
@@ -110,7 +107,7 @@ def test_a_worker_that_cannot_start_stops_the_server_with_status_3(
         "unit.Database.__init__ = refuse\n"
     )
 
-    result = serve(tmp_path, "--workers", "2", DATABASE_URL=database_url, PYTHONPATH=str(tmp_path))
+    result = serve(tmp_path, DATABASE_URL=database_url, PYTHONPATH=str(tmp_path))
 
     assert result.returncode == 3, result.stderr
     assert "no database today" in result.stderr

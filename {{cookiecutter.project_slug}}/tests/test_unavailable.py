@@ -48,7 +48,8 @@ async def test_not_ready(client: AsyncClient) -> None:
     response = await client.get("/health/ready")
 
     assert response.status_code == 503
-    assert response.json() == {"detail": "The database does not answer."}
+    assert response.json() == {"detail": "The database is unavailable, try again later."}
+    assert response.headers["retry-after"] == "5"
 
 
 @pytest.mark.parametrize(

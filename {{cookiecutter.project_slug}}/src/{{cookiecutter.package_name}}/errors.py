@@ -1,24 +1,11 @@
-"""How failures become HTTP responses: the one place that translates them.
-
-Every failure below ends as a JSON ``{"detail": ...}`` answer, and the client's
-connection stays open:
-
-- ``ConflictError`` (a repository's: a write that conflicts with stored data):
-  409 with its message.
-- A SQLAlchemy error, by what ``db/engine.py``'s ``failure_of()`` says it means:
-  409 for a unique violation, 412 for a row that changed since it was read;
-  503 with ``Retry-After`` for what the same request can pass later (the
-  database unavailable, no connection free in time, a lost race, a statement
-  past its timeout), logged in one line that names the failure, the driver's
-  error class and the database's error code, never the SQL's values; 500
-  otherwise, logged with its traceback. A commit that fails at the end of a
-  request gets the same answer (``session.py``).
-- A method the path does not have: 405, with every method it does have in ``Allow``.
-- A request that fails validation: 422, whatever it held (unpaired surrogates;
-  ``NaN``, ``Infinity`` and ``1e99999``, which Python's JSON parser accepts and
-  the 422 repeats as text).
-- A body larger than ``MAX_REQUEST_BODY``: 413, before it is read.
-- Any other exception: 500, logged once with its traceback, naming nothing.
+"""How failures become HTTP responses: the one place that translates them, each into a
+JSON ``{"detail": ...}`` on a connection that stays open. ``ConflictError``: 409. A
+SQLAlchemy error, by what ``engine.failure_of()`` says it means: 409 (a unique
+violation), 412 (changed since it was read), 503 with ``Retry-After`` for what can pass
+later (logged in one line: the failure, the error's class and code, no SQL values), else
+500. 405 names every method of the path in ``Allow``; 413 comes before the body is read;
+a 422 repeats whatever the request held (``NaN`` and ``1e99999`` as text). Any other
+exception: 500, logged once with its traceback.
 """
 
 import json
@@ -43,7 +30,7 @@ from .http import HTTP_METHODS, ASGIMiddleware
 
 logger = logging.getLogger(__name__)
 
-# The 503s: what the client reads, and how many seconds it should wait before it retries.
+# The 503s: what the client reads, and the seconds it should wait before it retries.
 _TRY_AGAIN = {
     Failure.UNAVAILABLE: ("The database is unavailable, try again later.", 5),
     Failure.CONTENDED: ("The request collided with another; try it again.", 1),
@@ -132,8 +119,7 @@ class BodyLimitMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"The request body is larger than {self.max_bytes} bytes."
         declared = next((v for name, v in scope["headers"] if name == b"content-length"), b"0")
-        # A number of more digits than the limit has is larger (and int() of
-        # thousands of digits is refused).
+        # More digits than the limit has is larger (and int() refuses thousands of digits).
         too_long = len(declared) > len(str(self.max_bytes))
         if declared.isdigit() and (too_long or int(declared) > self.max_bytes):
             await error(status.HTTP_413_CONTENT_TOO_LARGE, detail)(scope, receive, send)
@@ -154,11 +140,8 @@ class BodyLimitMiddleware(ASGIMiddleware):
 
 
 class UnexpectedErrorMiddleware(ASGIMiddleware):
-    """Answers an exception nothing else handled with a JSON 500, and logs it once.
-
-    Starlette's own last resort answers in plain text and re-raises, and the
-    server then closes the client's keep-alive connection.
-    """
+    """Answers an exception nothing else handled with a JSON 500, and logs it once
+    (Starlette's answers in plain text and re-raises: the server closes the connection)."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False

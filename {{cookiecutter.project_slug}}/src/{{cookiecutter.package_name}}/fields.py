@@ -1,13 +1,9 @@
 """Field types for request and response schemas: what JSON may say, exactly.
 
-pydantic's plain types are lenient where an API should not be: ``int``
-accepts ``true`` and ``"7"``, a ``Decimal`` read from a JSON number has
-already been rounded to a float. Each type here accepts what its OpenAPI
-schema promises and refuses the rest with a 422, so the contract test
-(``tests/test_contract.py``) holds for every resource that uses them, as it
-does with pydantic's own strict ones (``StrictBool``: ``true`` or ``false``;
-``AwareDatetime``: a moment with its offset). The README's "Add a resource"
-uses them all.
+pydantic's plain types are lenient (``int`` takes ``true`` and ``"7"``; a ``Decimal``
+read from a JSON number was a float first). These accept what their OpenAPI schema
+promises, and refuse the rest with a 422, as pydantic's strict ones do (``StrictBool``,
+``AwareDatetime``): the contract test holds for every resource that uses them.
 """
 
 import re
@@ -17,13 +13,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
-# Text the database can store: PostgreSQL refuses NUL characters (and pydantic
-# refuses unpaired surrogates, which no database can store).
+# Text the database can store: no NUL (and pydantic refuses unpaired surrogates).
 STORABLE_TEXT = r"^[^\x00]*$"
 
-# What a name must not hold: control characters, and the invisible ones that make two
-# names look alike (soft hyphen, zero-width spaces and joiners, direction marks and
-# overrides, word joiners, the byte order mark). And it must hold something visible.
+# A name holds something visible, and no control character nor any invisible one that
+# makes two names look alike (soft hyphen, zero-width ones, direction marks, the BOM).
 _INVISIBLE = r"\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff"
 NAME_TEXT = rf"^[^{_INVISIBLE}]*[^{_INVISIBLE}\s][^{_INVISIBLE}]*$"
 

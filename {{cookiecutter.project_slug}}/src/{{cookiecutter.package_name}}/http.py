@@ -1,18 +1,7 @@
-"""What every resource's HTTP interface shares, and what every request passes first.
-
-- ``Id``: an id in a path that the database can hold; route it as
-  ``{item_id:id}`` (digits only, at most 4,300 of them: more are a 404 before
-  anything converts them).
-- ``not_found()``: the 404 of a row that does not exist.
-- ``IfMatch``, ``etag()`` and ``require_etag()``: a change made against a version
-  other than the ``ETag`` a client sends back in ``If-Match`` is refused: 412.
-- ``declare_answers()``: what an operation may be answered besides its 2xx and
-  422, declared in the OpenAPI document by what it takes, not by each route.
-- ``ASGIMiddleware``, the base of the service's pure ASGI middleware, and
-  ``route_of()``, the route that answered a request.
-- ``SecurityHeadersMiddleware`` (``SECURITY_HEADERS`` on every answer that does
-  not set them) and ``HostMiddleware`` (400 without one valid ``Host`` header,
-  RFC 9112, or for a host not in ``ALLOWED_HOSTS``).
+"""What every resource's HTTP interface shares, and what every request passes first:
+``Id`` (route ``{item_id:id}``), ``not_found()``, ETags and ``If-Match``, the answers
+each operation may get (``declare_answers()``), the pure ASGI middleware's base, the
+security headers and the ``Host`` check (RFC 9112; ``ALLOWED_HOSTS``).
 """
 
 import re
@@ -30,8 +19,7 @@ HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 WRITE_METHODS = frozenset({"DELETE", "PATCH", "POST", "PUT"})
 UNMATCHED = "<unmatched>"
 
-# What any operation may be answered besides its own: by its Host header, its body, its
-# path, its If-Match, whether it writes, and the database or the worker being busy.
+# What an operation may be answered besides its own, by what it takes (declare_answers).
 ANSWERS = {
     "400": "The body is not JSON, or the Host header is missing, repeated or not served",
     "404": "Nothing has this id",
@@ -45,22 +33,19 @@ Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class IdConvertor(IntegerConvertor):
-    """``{name:id}``: up to 4,300 digits, as many as Python converts (Starlette's ``int``
-    routes any number of them to a conversion that fails)."""
+    """``{name:id}``: up to 4,300 digits, as many as Python converts (``{name:int}`` takes more)."""
 
     regex = "[0-9]{1,4300}"
 
 
 register_url_convertor("id", IdConvertor())
 
-# The ETags of the row as the client last saw it, or *. A value that names no ETag
-# at all is refused like a stale one.
+# The ETags of the row as the client last saw it, or *; one naming no ETag is refused as stale.
 IfMatch = Annotated[str | SkipJsonSchema[None], Header(examples=['"1"'])]
 
 
 def declare_answers(app: FastAPI) -> None:
-    """Declare on each operation of ``app``'s OpenAPI document the ``ANSWERS`` it may get by
-    what it takes (a route's own descriptions are kept)."""
+    """Declare each operation's ``ANSWERS`` in ``app``'s OpenAPI document (keeping its own)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -96,8 +81,7 @@ def etag(version: int) -> str:
 
 
 def require_etag(if_match: str | None, current: str) -> None:
-    """Refuse (412) a change made against another version than the ``current`` ETag;
-    without If-Match the last writer wins."""
+    """412 for a change made against another version than ``current`` (no If-Match: any)."""
     tags = {tag.strip() for tag in (if_match or "*").split(",")}
     if "*" not in tags and current not in tags:
         raise HTTPException(
@@ -123,8 +107,7 @@ class ASGIMiddleware:
         await self.app(scope, receive, send)
 
 
-# Every answer: not to be sniffed as another type, not to be stored by caches (a route
-# that may be cached sets its own Cache-Control), no referrer sent from it.
+# Every answer: not sniffed as another type, not cached (unless a route says so), no referrer.
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"cache-control", b"no-store"),
@@ -150,8 +133,7 @@ _HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-
 
 
 class HostMiddleware(ASGIMiddleware):
-    """400 for a request whose ``Host`` is missing (HTTP/1.1), repeated, malformed, or not
-    among ``allowed`` (``*``: any; ``*.example.com``: below it)."""
+    """400 for a ``Host`` missing (HTTP/1.1), repeated, malformed or not ``allowed``."""
 
     def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
         super().__init__(app)
@@ -183,8 +165,8 @@ class HostMiddleware(ASGIMiddleware):
 
 
 def route_of(scope: Scope) -> str:
-    """The path template of the route that answered (``/items/{item_id}``), or ``<unmatched>``.
-    The routes Starlette matches for FastAPI (``/docs``) leave only their endpoint."""
+    """The path template of the route that answered (``/items/{item_id}``), or ``<unmatched>``;
+    a route of Starlette's (``/docs``) leaves only its endpoint."""
     route = scope.get("route")
     if route is None and "endpoint" in scope:
         routes = scope["app"].routes

@@ -1,10 +1,6 @@
-"""Log lines: readable text in development, one JSON object per line in production.
-
-``LOG_FORMAT`` chooses (``text`` or ``json``), ``LOG_LEVEL`` the threshold. The
-service's own loggers, uvicorn's and SQLAlchemy's all write through the same
-handler, and every line logged while a request is handled carries that
-request's id (``observability.py`` sets it). ``python -m {{ cookiecutter.package_name }}`` hands this
-configuration to uvicorn, which applies it in every worker process.
+"""Log lines: ``LOG_FORMAT=text`` (readable) or ``json`` (one object per line), from
+``LOG_LEVEL`` up, the service's, uvicorn's and SQLAlchemy's through one handler, each
+with the id of the request it was logged in. uvicorn applies it in every worker.
 """
 
 from typing import Any
@@ -15,8 +11,7 @@ _FORMATTERS: dict[str, dict[str, Any]] = {
     "text": {
         "format": "%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s",
     },
-    # python-json-logger: the record's standard fields named below, plus every
-    # field a call passes in ``extra`` (the access log's method, route, status...).
+    # python-json-logger: these standard fields, and every one a call passes in ``extra``.
     "json": {
         "()": "pythonjsonlogger.json.JsonFormatter",
         "fmt": ["levelname", "name", "message", "request_id"],

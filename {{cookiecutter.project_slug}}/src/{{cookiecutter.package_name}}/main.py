@@ -57,17 +57,14 @@ class ServiceDatabase(KeyedDatabase, ReplicatedDatabase):
 def middleware(settings: Settings) -> list[Middleware]:
     """The middleware every request passes through, outermost first. The order matters:
 
-    - The request id is set first, so every line logged below carries it, and the
-      access log sees the final status: the 500 of an unexpected error{{ " and the
-      answer to a commit that failed" if in_middleware }}.
-    - Every answer gets the security headers, the last resort's 500 included.
-    - A request for a host the service does not serve is refused before any work.
+    - The request id first, so that every line logged below carries it; the access log
+      sees the final status (the last resort's 500{{ ", a failed commit's answer" if in_middleware }}).
+    - The security headers on every answer; a host not served refused before any work.
 {% if replicas %}
     - With standbys, a request's consistency token is read before any unit of work
       begins, and a request that wrote gets one once all its units have ended.
 {% endif %}
-    - The 500 of an unexpected error is the answer of last resort for all within.
-    - An oversized body is refused before anything reads it.
+    - The last resort's 500 for all within; an oversized body refused before it is read.
 {% if keys %}
     - A write with an ``Idempotency-Key`` begins its unit of work before the
       application runs, and commits it once its whole answer is stored.
@@ -108,8 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One engine (and connection pool) per running application, disposed of
-        # on shutdown: Ctrl-C or SIGTERM leaves no connection open.
+        # One engine (and pool) per running application, disposed of on shutdown.
         database = {{ database_class }}(settings)
         app.state.database = database
         log_connection_budget(settings)
@@ -133,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await database.dispose()
-{% if cookiecutter.metrics %}
+{% if cookiecutter.metrics and cookiecutter.workers %}
             metrics.worker_stopped()
 {% endif %}
 {% else %}
@@ -170,30 +166,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def log_connection_budget(settings: Settings) -> None:
-    """How many database connections this worker, and all workers of this process, may open."""
-    per_server = settings.db_pool_size + settings.db_max_overflow
+    """How many database connections this {{ "worker, and the whole server," if cookiecutter.workers else "process" }} may open."""
+    connections = settings.db_pool_size + settings.db_max_overflow
+    pool = f"DB_POOL_SIZE={settings.db_pool_size} + DB_MAX_OVERFLOW={settings.db_max_overflow}"
 {% if replicas %}
     servers = 1 + len(settings.database_replica_urls)
-    standbys = f" to each of {servers} servers: the primary, its standbys" if servers > 1 else ""
-    per_worker = per_server * servers
+    if servers > 1:
+        connections *= servers
+        pool += f" to each of {servers} servers: the primary, its standbys"
+{% endif %}
+{% if cookiecutter.workers %}
     logger.info(
-        "Database connections: up to %d in this worker (DB_POOL_SIZE=%d + DB_MAX_OVERFLOW=%d%s),"
-        " %d in all %d workers (WEB_CONCURRENCY)",
-        per_worker,
-        settings.db_pool_size,
-        settings.db_max_overflow,
-        standbys,
-        per_worker * settings.web_concurrency,
+        "Database connections: up to %d in this worker (%s), %d in all %d workers"
+        " (WEB_CONCURRENCY)",
+        connections,
+        pool,
+        connections * settings.web_concurrency,
         settings.web_concurrency,
     )
 {% else %}
-    logger.info(
-        "Database connections: up to %d in this worker (DB_POOL_SIZE=%d + DB_MAX_OVERFLOW=%d),"
-        " %d in all %d workers (WEB_CONCURRENCY)",
-        per_server,
-        settings.db_pool_size,
-        settings.db_max_overflow,
-        per_server * settings.web_concurrency,
-        settings.web_concurrency,
-    )
+    logger.info("Database connections: up to %d (%s)", connections, pool)
 {% endif %}

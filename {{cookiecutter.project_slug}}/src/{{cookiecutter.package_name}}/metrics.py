@@ -1,3 +1,4 @@
+{% set workers = cookiecutter.workers %}
 """``GET /metrics``, in Prometheus' text format (prometheus-client).
 
 - **Requests**: ``http_requests_total`` and the ``http_request_duration_seconds``
@@ -9,10 +10,12 @@
   connection), sampled from the running ``Database`` every second and at each
   scrape{% if cookiecutter.read_replicas %}; with standbys, each one's ``db_standby_in_rotation``,
   ``db_standby_lag_seconds`` and pool gauges, labelled by the standby{% endif %}.
+{% if workers %}
 - **Several workers**: each writes its numbers to files in
   ``PROMETHEUS_MULTIPROC_DIR``, which ``python -m {{ cookiecutter.package_name }}`` prepares
   (``metrics_folder.py``), and a scrape, whichever worker answers it, reports
   their sum.
+{% endif %}
 
 It tells who calls what, how often: with ``METRICS_TOKEN`` set it answers only
 ``Authorization: Bearer <token>`` (else 401), as Prometheus sends it
@@ -21,18 +24,24 @@ It tells who calls what, how often: with ``METRICS_TOKEN`` set it answers only
 
 import asyncio
 import hmac
+{% if workers %}
 import os
+{% endif %}
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
+{% if workers %}
     CollectorRegistry,
+{% endif %}
     Counter,
     Gauge,
     Histogram,
     generate_latest,
+{% if workers %}
     multiprocess,
+{% endif %}
 )
 from pydantic import SecretStr
 from sqlalchemy.pool import QueuePool
@@ -42,7 +51,9 @@ from starlette.types import Scope
 from .db.replicas import ReplicatedDatabase
 {% endif %}
 from .db.unit import Database
+{% if workers %}
 from .metrics_folder import FOLDER
+{% endif %}
 from .observability import AccessMiddleware
 
 # How often the pool's gauges are sampled, in seconds.
@@ -55,48 +66,70 @@ LATENCY = Histogram(
     "Time from a request's arrival to the last byte of its response",
     _LABELS,
 )
+{% if workers %}
 # In a multi-process server each worker writes its own values; a scrape sums
 # those of the workers still running.
+{% endif %}
 POOL_SIZE = Gauge(
-    "db_pool_size", "Connections the pool keeps open (DB_POOL_SIZE)", multiprocess_mode="livesum"
+    "db_pool_size",
+    "Connections the pool keeps open (DB_POOL_SIZE)",
+{% if workers %}
+    multiprocess_mode="livesum",
+{% endif %}
 )
 POOL_CHECKED_OUT = Gauge(
-    "db_pool_checked_out", "Connections lent to a unit of work", multiprocess_mode="livesum"
+    "db_pool_checked_out",
+    "Connections lent to a unit of work",
+{% if workers %}
+    multiprocess_mode="livesum",
+{% endif %}
 )
 POOL_OVERFLOW = Gauge(
     "db_pool_overflow",
     "Connections open beyond DB_POOL_SIZE (at most DB_MAX_OVERFLOW)",
+{% if workers %}
     multiprocess_mode="livesum",
+{% endif %}
 )
 POOL_WAITING = Gauge(
     "db_pool_waiting",
     "Units of work waiting for a free connection (for at most DB_POOL_TIMEOUT)",
+{% if workers %}
     multiprocess_mode="livesum",
+{% endif %}
 )
 {% if cookiecutter.read_replicas %}
 STANDBY_IN_ROTATION = Gauge(
     "db_standby_in_rotation",
     "1 while a standby serves reads, 0 while it is down, lagging or promoted",
     ["standby"],
+{% if workers %}
     multiprocess_mode="liveall",
+{% endif %}
 )
 STANDBY_LAG = Gauge(
     "db_standby_lag_seconds",
     "How far behind the primary each standby replays, as its last check found",
     ["standby"],
+{% if workers %}
     multiprocess_mode="liveall",
+{% endif %}
 )
 STANDBY_POOL_SIZE = Gauge(
     "db_standby_pool_size",
     "Connections each standby's pool keeps open (DB_POOL_SIZE)",
     ["standby"],
+{% if workers %}
     multiprocess_mode="livesum",
+{% endif %}
 )
 STANDBY_POOL_CHECKED_OUT = Gauge(
     "db_standby_pool_checked_out",
     "Connections to each standby lent to a unit of work",
     ["standby"],
+{% if workers %}
     multiprocess_mode="livesum",
+{% endif %}
 )
 {% endif %}
 
@@ -118,11 +151,15 @@ def router(token: SecretStr | None) -> APIRouter:
                     headers={"WWW-Authenticate": "Bearer"},
                 )
         sample(request.app.state.database)
+{% if workers %}
         registry = REGISTRY
         if FOLDER in os.environ:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+{% else %}
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+{% endif %}
 
     return metrics
 
@@ -160,9 +197,11 @@ async def keep_sampling(database: Database) -> None:
     while True:
         sample(database)
         await asyncio.sleep(SAMPLE_EVERY)
+{% if workers %}
 
 
 def worker_stopped() -> None:
     """Drop this worker process's share of the gauges: it holds no connection now."""
     if FOLDER in os.environ:
         multiprocess.mark_process_dead(os.getpid())
+{% endif %}

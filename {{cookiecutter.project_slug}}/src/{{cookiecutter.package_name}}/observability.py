@@ -1,12 +1,7 @@
-"""What the service tells its operators about each request: its id and the access log.
-
-- **Request id**: the request's ``X-Request-ID`` when it looks like one
-  (``is_request_id()``: nothing that could forge a log line), else a new one;
-  answered in ``X-Request-ID`` and carried by every log line of the request
-  (``RequestIdFilter``, which ``logs.py`` installs).
-- **Access log**: one line per request on ``{{ cookiecutter.package_name }}.access``: method, route
-  (``/items/{item_id}``; ``<unmatched>`` for no route, ``OTHER`` for an unknown
-  method), status and milliseconds (and, in JSON, the path).
+"""What the service tells its operators about each request: its ``X-Request-ID`` (the
+client's when it looks like one, else a new one), carried by every line it logs, and
+one access line on ``{{ cookiecutter.package_name }}.access``: method, route (``<unmatched>``, or ``OTHER``
+for an unknown method), status and milliseconds (and, in JSON, the path).
 """
 
 import logging
@@ -21,8 +16,7 @@ from .http import HTTP_METHODS, ASGIMiddleware, route_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _ID_HEADER = REQUEST_ID_HEADER.lower().encode()
-# A UUID, nginx's 32 hex digits, AWS's Root=1-...;Parent=...;Sampled=1, Google's
-# TRACE/SPAN;o=1, a W3C traceparent: letters, digits and these marks, no space.
+# UUIDs, nginx's, AWS's, Google's and W3C's trace ids: nothing that could forge a log line.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:;=/+@-]{1,200}")
 # The status of a request whose client went away before it was answered (nginx's).
 NO_RESPONSE = 499
@@ -30,11 +24,6 @@ NO_RESPONSE = 499
 access_log = logging.getLogger("{{ cookiecutter.package_name }}.access")
 # The id of the request being handled ("-" outside any).
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
-
-
-def is_request_id(value: str) -> bool:
-    """Whether an upstream ``X-Request-ID`` is kept (see above)."""
-    return _REQUEST_ID.fullmatch(value) is not None
 
 
 class RequestIdFilter(logging.Filter):
@@ -46,14 +35,13 @@ class RequestIdFilter(logging.Filter):
 
 
 class AccessMiddleware(ASGIMiddleware):
-    """Gives each request its id, times it to the last byte of its answer and
-    ``report()``s it."""
+    """Gives each request its id, times it to its answer's last byte, ``report()``s it."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         given = next((value for name, value in scope["headers"] if name == _ID_HEADER), b"")
         this_id = given.decode("latin-1")
-        if not is_request_id(this_id):
+        if _REQUEST_ID.fullmatch(this_id) is None:
             this_id = os.urandom(16).hex()
         token = request_id.set(this_id)
         status = NO_RESPONSE

@@ -1,26 +1,14 @@
 """Keyset pagination: a list is paged from where its last page ended, never by an offset.
 
-A page links to the next one — ``next`` in the body and an RFC 8288 ``Link``
-header — until ``next`` is null. The link's ``after`` is the id of the page's
-last row: no secret and no key, so any id is a place to start. Every page
-costs the same, however deep: the first row past ``after`` is found in the
-primary key's index, where an ``OFFSET`` reads and throws away every row
-before it. A walk sees every row committed before it began, once, in id
-order; a row deleted meanwhile is simply not there.
-{% if cookiecutter.database == "postgresql" %}
-One created meanwhile may be missed: PostgreSQL hands out an id at INSERT
-and shows the row at COMMIT, so a row whose id is below those of a page that
-was read before it committed lies behind that page's link (a new walk sees it).
-{% else %}
-One created meanwhile comes after every link already given: SQLite commits
-one writer at a time, so ids are committed in their order.
-{% endif %}
-The total is counted only when asked for (``total=true``), and only up to
-``TOTAL_BOUND`` rows.
+A page links to the next (``next``, and an RFC 8288 ``Link`` header) until ``next`` is
+null; its ``after`` is the page's last id, so every page costs the same however deep.
+A walk sees every row committed before it began, once, in id order (on PostgreSQL, which
+hands out an id at INSERT and shows the row at COMMIT, one created meanwhile may lie
+behind a page already read). The total is counted only on request, up to ``TOTAL_BOUND``.
 
-A route declares ``page: PageQuery``, asks its repository for ``page.fetch``
-rows after ``page.after`` (and a count up to ``page.count_up_to`` when
-``page.counting``), and returns ``page.answer(rows, response, total=...)``.
+A route takes ``page: PageQuery``, asks its repository for ``page.fetch`` rows after
+``page.after`` (a count up to ``page.count_up_to`` when ``page.counting``) and returns
+``page.answer(rows, response, total=...)``.
 """
 
 from collections.abc import Sequence
@@ -56,8 +44,7 @@ class Page(BaseModel, Generic[T]):
 
 class Page[T](BaseModel):
 {% endif %}
-    """One page of a list, the link to the next one (null on the last), and the
-    total when it was asked for."""
+    """One page of a list, the link to the next (null on the last), the total if asked for."""
 
     items: list[T]
     next: str | None
@@ -85,8 +72,7 @@ class PageRequest:
     def answer(
         self, rows: Sequence[Row], response: Response, *, total: int | None = None
     ) -> dict[str, object]:
-        """The page of ``rows`` (``fetch`` of them at most), its next link, and the
-        total (``count_up_to`` rows at most) when asked for."""
+        """The page of ``rows`` (``fetch`` at most), its next link, and a count's total."""
         shown = rows[: self.limit]
         following = None
         if len(rows) > self.limit:

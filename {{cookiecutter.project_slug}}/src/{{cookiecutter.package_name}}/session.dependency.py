@@ -1,25 +1,19 @@
 {% set Session = "AsyncSession" if cookiecutter.driver == "async" else "Session" %}
 """One unit of work per request, managed by a FastAPI ``yield`` dependency.
 
-The session dependencies are declared with ``scope="function"``: their exit
-runs as soon as the endpoint returns, before FastAPI builds the response. (The
-default ``scope="request"`` would commit only after the client already has its
-2xx.) How the unit of work begins and ends is ``db/unit.py``'s business:
+Declared with ``scope="function"``, its exit runs as the endpoint returns, before the
+response is built (the default would commit after the client has its 2xx):
 
-- the endpoint returned: commit. A failed commit raises instead, so the client
-  gets the error response of ``errors.py`` (409 / 500 / 503) and no background
-  task runs: the endpoint's response is never built.
-- the endpoint raised (an ``HTTPException`` included): roll back, re-raise.
-- the session is closed either way. A background task or a streaming body that
-  still uses it gets an error; such work opens a session of its own with
-  ``Database.open_session()``.
+- the endpoint returned: commit; a failed commit raises instead, so the client gets
+  ``errors.py``'s answer and no background task runs.
+- the endpoint raised (an ``HTTPException`` included): roll back. Fail a request by
+  raising: an error response an endpoint returns is invisible to a dependency.
+- either way the session is closed: a background task or a streaming body that needs
+  the database opens its own with ``Database.open_session()``.
 
-Fail a request by raising: a response with an error status that an endpoint
-returns itself is invisible to a dependency, and what it wrote is committed.
-
-An endpoint takes ``SessionDep`` (``GET``, ``HEAD`` and ``OPTIONS`` only read),
-or says otherwise: ``WriteSessionDep`` (a ``GET`` that records a visit),
-``ReadSessionDep`` (a ``POST`` that searches).
+An endpoint takes ``SessionDep`` (``GET``, ``HEAD`` and ``OPTIONS`` only read), or says
+otherwise: ``WriteSessionDep`` (a ``GET`` that records a visit), ``ReadSessionDep`` (a
+``POST`` that searches).
 """
 
 from collections.abc import AsyncIterator, Callable
@@ -52,8 +46,7 @@ def _session(writes: bool | None) -> Callable[[Request], AsyncIterator[{{ Sessio
     """The dependency of a request's session that writes, or not (``None``: as the method says)."""
 
     async def get_session(request: Request) -> AsyncIterator[{{ Session }}]:
-        # The database is looked up here, not declared as a sub-dependency: FastAPI
-        # then solves one dependency per request instead of two.
+        # Looked up, not a sub-dependency: FastAPI solves one dependency instead of two.
         database = await get_database(request)
         unit_writes = request.method not in READ_ONLY_METHODS if writes is None else writes
         name = f"{request.method} {route_of(request.scope)}"

@@ -1,28 +1,20 @@
 {% set Session = "AsyncSession" if cookiecutter.driver == "async" else "Session" %}
 """One unit of work per request, managed by a pure ASGI middleware.
 
-The middleware gives every HTTP request a place for a session, which the
-session dependencies open the first time an endpoint asks for one (a request
-that never asks costs no connection). It ends the session in its ``send``
-wrapper when ``http.response.start`` passes, so the outcome is settled before
-the client sees a status. How the unit of work begins and ends is
-``db/unit.py``'s business:
+The request's session opens when an endpoint first asks for one (a request that never
+asks costs no connection); the middleware ends it as ``http.response.start`` passes,
+before the client sees a status (Starlette's base HTTP middleware would see the
+response only once it had started):
 
-- status < 400: commit. If the commit fails, the client gets the error
-  response of ``errors.py`` (409 / 500 / 503) instead, and the rest of the
-  application's response — its body and its background tasks — is dropped.
+- status < 400: commit; a failed commit's answer (``errors.py``) replaces the
+  application's, and its body and background tasks are dropped.
 - status >= 400, or the application raised before responding: roll back.
-- the session is closed once the response starts. A streaming body or a
-  background task that still uses it gets an error; such work opens a session
-  of its own with ``Database.open_session()``.
+- the session is closed as the response starts: a streaming body or a background task
+  that needs the database opens its own with ``Database.open_session()``.
 
-This is a pure ASGI middleware rather than a subclass of Starlette's base HTTP
-middleware, which runs the endpoint in a separate task and only sees the
-response once it has started.
-
-An endpoint takes ``SessionDep`` (``GET``, ``HEAD`` and ``OPTIONS`` only read),
-or says otherwise: ``WriteSessionDep`` (a ``GET`` that records a visit),
-``ReadSessionDep`` (a ``POST`` that searches).
+An endpoint takes ``SessionDep`` (``GET``, ``HEAD`` and ``OPTIONS`` only read), or says
+otherwise: ``WriteSessionDep`` (a ``GET`` that records a visit), ``ReadSessionDep`` (a
+``POST`` that searches).
 """
 
 from collections.abc import Awaitable, Callable

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 {% if cookiecutter.metrics %}
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 {% else %}
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 {% endif %}
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -31,26 +31,11 @@ ENV_FILE = ".env"
 _ENV_FILE_NAME = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", re.M)
 
 
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
 def _comma_separated(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip().lower() for item in value.split(",") if item.strip()]
     return value
-{% if cookiecutter.read_replicas %}
-
-
-def _urls(value: Any) -> Any:
-    if isinstance(value, str):
-        return [url.strip() for url in value.split(",") if url.strip()]
-    return value
-{% endif %}{% if cookiecutter.metrics %}
+{% if cookiecutter.metrics %}
 
 
 def _none_if_empty(value: Any) -> Any:
@@ -70,33 +55,56 @@ def _of_this_variants_driver(url: str) -> str:
     return url
 
 
+DatabaseURL = Annotated[str, AfterValidator(_of_this_variants_driver)]
+{% if cookiecutter.read_replicas %}
+
+
+def _urls(value: Any) -> Any:
+    if isinstance(value, str):
+        return [url.strip() for url in value.split(",") if url.strip()]
+    return value
+
+
+def _each_of_this_variants_driver(urls: list[str]) -> list[str]:
+    for number, url in enumerate(urls, start=1):
+        try:
+            _of_this_variants_driver(url)
+        except ValueError as error:
+            raise ValueError(f"the URL number {number} {error}") from None
+    return urls
+
+
+DatabaseURLs = Annotated[
+    list[str], NoDecode, BeforeValidator(_urls), AfterValidator(_each_of_this_variants_driver)
+]
+{% endif %}
+
+
 class Settings(BaseSettings):
     """Every setting can be given as an environment variable of the same name, upper-cased."""
 
     model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
 
 {% if cookiecutter.database == "sqlite" %}
-    database_url: str = f"{URL_SCHEME}:///./{DATABASE_NAME}.db"
+    database_url: DatabaseURL = f"{URL_SCHEME}:///./{DATABASE_NAME}.db"
 {% else %}
-    database_url: str = f"{URL_SCHEME}://postgres:postgres@localhost:5432/{DATABASE_NAME}"
+    database_url: DatabaseURL = f"{URL_SCHEME}://postgres:postgres@localhost:5432/{DATABASE_NAME}"
 {% endif %}
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_echo: bool = False
 {% if cookiecutter.database == "postgresql" %}
-    # A pooled connection idle for longer is pinged before it is lent again;
-    # one idle for less is checked without a round trip (see db/engine.py).
+    # Idle for longer, a pooled connection is pinged before it is lent (see db/engine.py).
     db_ping_after: float = Field(default=10.0, ge=0)
-    # Seconds a statement may run, and a transaction sit idle, before the server
-    # ends it; 0 switches a guard off (see db/engine.py).
+    # Seconds before the server ends a statement, or a transaction left idle; 0: never.
     db_statement_timeout: float = Field(default=30.0, ge=0)
     db_idle_in_transaction_timeout: float = Field(default=60.0, ge=0)
 {% endif %}
 {% if cookiecutter.read_replicas %}
     # Hot standbys that read-only units of work read from, comma-separated URLs of
     # the same driver; empty: every unit of work on the primary (see db/replicas.py).
-    database_replica_urls: Annotated[list[str], NoDecode, BeforeValidator(_urls)] = []
+    database_replica_urls: DatabaseURLs = []
     # Seconds a read that must see a client's write waits for a standby to replay
     # it, before it reads from the primary instead.
     db_replica_wait: float = Field(default=0.1, ge=0)
@@ -110,8 +118,7 @@ class Settings(BaseSettings):
     # Seconds the answer to a write with an Idempotency-Key is kept (see idempotency/).
     idempotency_key_ttl: float = Field(default=24 * 60 * 60, gt=0)
 {% endif %}
-    # The host names the service answers to (Host header), comma-separated; "*" is
-    # any, "*.example.com" any below it. Any other host is answered 400.
+    # Host names answered ("*": any, "*.example.com": any below it); others get a 400.
     allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = ["*"]
     # /docs, /redoc and /openapi.json are served (the image switches them off).
     api_docs: bool = True
@@ -120,37 +127,21 @@ class Settings(BaseSettings):
     # authorization.credentials); unset, anyone who reaches the port may scrape it.
     metrics_token: Annotated[SecretStr | None, BeforeValidator(_none_if_empty)] = None
 {% endif %}
-    # Larger request bodies are refused with a 413 before they are parsed.
+    # Larger request bodies get a 413 before they are read.
     max_request_body: int = Field(default=1024 * 1024, ge=1)
-    # Worker processes of `python -m {{ cookiecutter.package_name }}` (uvicorn reads the same
-    # variable). Each opens up to db_pool_size + db_max_overflow connections.
+{% if cookiecutter.workers %}
+    # Worker processes of `python -m`, each with a pool of its own (uvicorn reads it too).
     web_concurrency: int = Field(default=1, ge=1)
+{% endif %}
     # Connections and requests a worker serves at once; past it, uvicorn answers 503.
     web_max_concurrency: int = Field(default=1000, ge=1)
     # Seconds an idle keep-alive connection stays open.
     web_keep_alive_timeout: float = Field(default=5.0, gt=0)
-    # "text" reads well in a terminal; "json" (one object per line) suits log collectors.
-    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
-    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = (
-        "INFO"
-    )
-
-    @field_validator("database_url")
-    @classmethod
-    def _names_this_variants_driver(cls, url: str) -> str:
-        return _of_this_variants_driver(url)
-{% if cookiecutter.read_replicas %}
-
-    @field_validator("database_replica_urls")
-    @classmethod
-    def _name_this_variants_driver_too(cls, urls: list[str]) -> list[str]:
-        for number, url in enumerate(urls, start=1):
-            try:
-                _of_this_variants_driver(url)
-            except ValueError as error:
-                raise ValueError(f"the URL number {number} {error}") from None
-        return urls
-{% endif %}
+    # "text" for a terminal, "json" (one object per line) for log collectors.
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(str.lower)] = "text"
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(str.upper)
+    ] = "INFO"
 
 
 def problems(error: ValidationError) -> list[str]:

@@ -1,4 +1,1 @@
-"""Database access: the engine, the declarative base and the transaction policy.
-
-Nothing here imports the HTTP layer: background tasks and scripts use it as is.
-"""
+"""The database layer: engine, base, unit of work. It imports nothing of the HTTP layer."""

@@ -1,69 +1,39 @@
 {% set is_async = cookiecutter.driver == "async" %}
 """The PostgreSQL engine ({{ "asyncpg" if is_async else "psycopg 3" }}).
 
-A read-only unit of work (``unit.py``) runs in autocommit: a GET costs one round
-trip instead of three (BEGIN, the SELECT, COMMIT), and reads what a transaction
-would at READ COMMITTED, where every statement sees what was committed when it
-started.
-
-A pooled connection is checked before it is lent again: without a round trip
-when it was idle for less than ``DB_PING_AFTER`` seconds (one the server closed
-— a restart, ``pg_terminate_backend`` — has the server's goodbye or its end
-waiting on its socket{% if is_async %}, unread: asyncpg's ``is_closed()`` turns true
-too late{% endif %}), else with a ping (a firewall that dropped it leaves no trace);
-either way one found closed is replaced. A new connection gets what is left of
-its unit's ``DB_POOL_TIMEOUT`` to connect (``time_left()``{% if not is_async %}; psycopg counts
-whole seconds, at least 2{% endif %}), and PostgreSQL's own guards:
-``statement_timeout`` (``DB_STATEMENT_TIMEOUT``) and
-``idle_in_transaction_session_timeout`` (``DB_IDLE_IN_TRANSACTION_TIMEOUT``).
-
-SQL parameters are never logged, nor put in an error's message
-(``hide_parameters``). ``failure_of()`` tells what a failure means by its
-SQLSTATE and by whether SQLAlchemy found the connection dead, not by the
-exception's class: asyncpg's "cannot connect now" and "connection does not
-exist" arrive as plain ``DBAPIError``.
+Read-only units run in autocommit: a GET is one round trip, not three (BEGIN, SELECT,
+COMMIT). A pooled connection is checked before it is lent: without a round trip when
+idle for less than ``DB_PING_AFTER`` (a server that closed it left its goodbye on the
+socket{% if is_async %}, unread: asyncpg's ``is_closed()`` turns true too late{% endif %}), else with a ping;
+one found closed is replaced. A new connection gets what is left of its unit's
+``DB_POOL_TIMEOUT``{% if not is_async %} (psycopg counts whole seconds, at least 2){% endif %}, and the server's own
+guards, ``DB_STATEMENT_TIMEOUT`` and ``DB_IDLE_IN_TRANSACTION_TIMEOUT``. SQL parameters
+are never logged. ``failure_of()`` reads a failure's SQLSTATE and whether SQLAlchemy
+found the connection dead, not its class: asyncpg's "cannot connect now" and
+"connection does not exist" arrive as plain ``DBAPIError``.
 """
 
+import select
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import Connection, Engine, {{ "" if is_async else "create_engine, " }}event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 {% if is_async %}
-import select
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
-
-from sqlalchemy import Connection, Engine, event
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
-{% else %}
-import select
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
-
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import ConnectionPoolEntry
 {% endif %}
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from ..settings import Settings
 from .errors import Failure
@@ -75,15 +45,13 @@ APPLICATION_NAME = "{{ cookiecutter.project_slug }}"
 _UNIQUE_VIOLATION = "23505"
 _CONTENDED = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock not available
 _QUERY_CANCELED = "57014"  # by statement_timeout (or a cancel request)
-# Connection exceptions; insufficient resources (too many connections, disk full, out of
-# memory); operator intervention (shutting down, crashed, starting up, idle timeout).
+# Connection exceptions, insufficient resources, operator intervention (restart, crash).
 _UNAVAILABLE_CLASSES = ("08", "53", "57")
 _READ_ONLY_TRANSACTION = "25006"  # connected to a standby, or a read-only server
 _RETURNED_AT = "returned_at"
 
 # When the unit of work taking a connection must have it (time.monotonic()); unit.py sets it.
 DEADLINE: ContextVar[float] = ContextVar("DEADLINE")
-# The execution options of a read-only unit of work: autocommit (see above).
 READ_ONLY_OPTIONS: dict[str, Any] = {"writes": False, "isolation_level": "AUTOCOMMIT"}
 
 
@@ -108,8 +76,7 @@ def build_engine(settings: Settings) -> {{ "AsyncEngine" if is_async else "Engin
         try:
             return dialect.connect(*cargs, **{**cparams, "timeout": time_left(timeout)})
         except OSError as error:
-            # asyncpg lets socket errors (refused, unreachable, timed out) through as plain
-            # OSError; as the driver's OperationalError they become SQLAlchemy's.
+            # asyncpg lets socket errors through as OSError: made the driver's, SQLAlchemy's.
             raise dialect.loaded_dbapi.OperationalError(str(error) or repr(error)) from error
 {% else %}
         # psycopg counts whole seconds, and waits at least 2.
@@ -137,8 +104,7 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
 
 
 def time_left(timeout: float) -> float:
-    """What is left of the wait of the unit of work connecting now: its one budget
-    (``timeout`` outside a unit of work)."""
+    """What is left of the wait of the unit of work connecting now (else ``timeout``)."""
     deadline = DEADLINE.get(None)
     return timeout if deadline is None else max(deadline - time.monotonic(), 0.001)
 

@@ -1,6 +1,5 @@
-"""What the database layer raises besides SQLAlchemy's own errors, and what a
-failure of the database means (``engine.failure_of()`` tells, by the
-database's own error code, not by the Python class that carries it)."""
+"""What the database layer raises besides SQLAlchemy's errors, and what a failure means
+(``engine.failure_of()`` tells, by the database's error code)."""
 
 from enum import Enum
 
@@ -12,15 +11,8 @@ class ConflictError(Exception):
 class Failure(Enum):
     """What a failed database operation means for the request that made it."""
 
-    # The database cannot serve now: no connection, the connection lost, the server
-    # starting or stopping, out of connections or space, or only a read-only standby.
-    UNAVAILABLE = "unavailable"
-    # The transaction lost a race with another (a deadlock, a serialization failure,
-    # a lock not granted in time): the same request, made again, can succeed.
-    CONTENDED = "contended"
-    # A statement ran past the statement timeout.
-    TIMED_OUT = "timed out"
-    # A unique (or primary key) constraint refused the write.
-    DUPLICATE = "duplicate"
-    # Anything else: a defect of the service, or of its schema.
-    INTERNAL = "internal"
+    UNAVAILABLE = "unavailable"  # no connection, a server stopping, full, or read-only
+    CONTENDED = "contended"  # a race lost (deadlock, serialization, lock): a retry can pass
+    TIMED_OUT = "timed out"  # a statement past the statement timeout
+    DUPLICATE = "duplicate"  # a unique (or primary key) constraint refused the write
+    INTERNAL = "internal"  # anything else: a defect of the service or of its schema

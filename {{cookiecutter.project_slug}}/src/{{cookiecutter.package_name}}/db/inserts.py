@@ -1,11 +1,8 @@
 {% set is_async = cookiecutter.driver == "async" %}
-"""Rows created in one plain statement, answered as instances of their model.
-
-``session.add`` and a flush cost about twice the CPU of a plain ``INSERT ...
-RETURNING``. ``insert_returning`` runs that statement on the model's table — one
-round trip for any number of rows — and builds instances from what the
-database returned (ids, server defaults, the first version). They are not in
-the session: to change a row just created, load it.
+"""Rows created in one ``INSERT ... RETURNING`` (about half the CPU of ``session.add``
+and a flush), answered as instances of their model: ids, server defaults and the
+first version as the database returned them. They are not in the session: to
+change a row just created, load it.
 """
 
 from collections.abc import Mapping, Sequence

@@ -1,8 +1,6 @@
-"""Every model of the service, wherever it lives: each module (or package) named
-``models`` below the service's package is one, and Alembic's autogenerate and the
-tests see every table they define. ``tests/test_models.py`` fails for a model
-defined anywhere else.
-"""
+"""Every ``models`` module (or package) below the service's package, imported for
+Alembic's autogenerate and the tests (``tests/test_models.py`` fails for a model
+defined anywhere else)."""
 
 import importlib
 import pkgutil

@@ -2,40 +2,26 @@
 {% set Session = "AsyncSession" if is_async else "Session" %}
 """The unit of work: how every request, background task and script uses the database.
 
-A unit of work has a session of its own. It commits once, as it ends, if it
-succeeded (a failed commit is rolled back and raised, for ``errors.py`` to
-answer; a commit asked for in the middle is refused), and rolls back if it
-failed or its request's answer is an error; either way its session is then
-closed for good, and its connection goes back to the pool. Ending is
-shielded from cancellation: a client that goes away leaves no connection
-checked out.
+A unit has a session of its own and ends once, shielded from cancellation: committed if
+it succeeded (a commit in the middle is refused; a failed one is rolled back and raised,
+for ``errors.py``), else rolled back; then closed for good. **Read-only units**
+(``writes=False``: ``GET``, ``HEAD`` and ``OPTIONS`` unless their route says otherwise)
+run with ``engine.py``'s ``READ_ONLY_OPTIONS`` and refuse INSERT, UPDATE and DELETE
+(``ReadOnlyError``; SQL text is not inspected).
 
-**Read-only units** (``writes=False``: ``GET``, ``HEAD`` and ``OPTIONS``
-requests unless their route says otherwise) run with ``engine.py``'s
-``READ_ONLY_OPTIONS``; their session refuses to flush changes or to execute an
-INSERT, UPDATE or DELETE (``ReadOnlyError``, naming the unit); SQL written as
-text is not inspected. Having nothing to commit, they end by closing.
-
-**One wait**: a unit queues for a place, first come, first served (no more
-units hold sessions than the pool has connections), then takes its connection
-— a new connection's setup{{ " and SQLite's write lock" if cookiecutter.database == "sqlite" }} included — within what is
-left of the same ``DB_POOL_TIMEOUT`` (``engine.time_left()``); past it, a 503.
+**One wait**: units queue for a place, first come, first served (no more hold sessions
+than the pool has connections), then take their connection — a new connection's
+setup{{ " and SQLite's write lock" if cookiecutter.database == "sqlite" }} included — within the same ``DB_POOL_TIMEOUT``; past it, a 503.
 {% if not is_async %}
-Taking the connection, committing, rolling back and closing block, so they run
-in threads of their own, one per connection (anyio's, which keep context
-variables), never in the threadpool of the ``def`` endpoints, which a worker
-waiting for a connection could deadlock under load.
+Taking the connection and ending block, so they run in anyio threads of their own, one
+per connection, never in the ``def`` endpoints' threadpool, which a worker waiting for
+a connection could deadlock under load.
 {% endif %}
+**A first statement that found its connection dead runs again**, once, on a new one; a
+later statement or a commit is not (a commit whose answer was lost may have been stored).
 
-**A first statement that found its connection dead runs again**, once, on a new
-connection: the server lost the transaction with it, and nothing was read from
-it. A later statement or a commit is not retried (earlier work is gone; a
-commit whose answer was lost may have been stored): a 503.
-
-``session.py`` decides *when* a request's unit ends; work outside a request
-uses ``open_session()``. ``begin()``, ``end()`` and ``after_commit()`` are the
-extension point: a subclass may choose where a unit runs, who ends it, and
-what follows a commit on its connection.
+``begin()``, ``end()`` and ``after_commit()`` are the extension point: a subclass may
+choose where a unit runs, who ends it, and what follows a commit on its connection.
 """
 
 import asyncio
@@ -62,7 +48,7 @@ from .engine import DEADLINE, READ_ONLY_OPTIONS, build_engine
 
 logger = logging.getLogger(__name__)
 
-# How many statements a unit of work's connection has sent (see "A first statement...").
+# How many statements a unit's connection has sent (see "A first statement...").
 _SENT = "statements_sent"
 {% if cookiecutter.python_version == "3.11" %}
 
@@ -110,8 +96,7 @@ class Database:
         event.listen(self.engine{{ ".sync_engine" if is_async }}, "before_cursor_execute", _count_statement)
 
     def join(self, connection: {{ "AsyncConnection" if is_async else "Connection" }}) -> None:
-        """Run every session in ``connection``'s transaction, each in a SAVEPOINT of its
-        own (tests roll the transaction back); read-only ones too."""
+        """Run every session in a SAVEPOINT of ``connection``'s transaction (tests')."""
         self.sessionmaker.configure(bind=connection, join_transaction_mode="create_savepoint")
         self._options[False] = {"writes": False}
 
@@ -119,8 +104,7 @@ class Database:
     async def open_session(
         self, *, writes: bool = True, name: str = "open_session()"
     ) -> AsyncIterator[{{ Session }}]:
-        """A unit of work for work outside a request: committed when the block succeeds,
-        rolled back when it raises."""
+        """A unit of work outside a request: committed if the block succeeds, else rolled back."""
         session = await self.begin(writes=writes, name=name)
         try:
             yield session
@@ -157,8 +141,7 @@ class Database:
             self.waiting -= 1
 
     async def end(self, session: {{ Session }}, *, commit: bool) -> None:
-        """Commit (or roll back), then close. A failed commit is rolled back and raised,
-        and so is the cancellation of a unit of work cancelled before its commit."""
+        """Commit (or roll back), then close; a failed or cancelled commit rolls back, raising."""
         if commit:
             try:
                 await checkpoint_if_cancelled()
@@ -181,12 +164,10 @@ class Database:
 {% endif %}
 
     async def ping(self) -> None:
-        """Raise unless the database answers a query."""
         async with self.open_session(writes=False, name="ping()") as session:
             await self.run(session, Session.execute, select(1))
 
     async def dispose(self) -> None:
-        """Close every pooled connection; the service is stopping."""
 {% if is_async %}
         await self.engine.dispose()
 {% else %}
@@ -200,8 +181,6 @@ class Database:
             self._places.release()
 
     def _commit_or_roll_back(self, session: Session, commit: bool) -> None:
-        """A failed commit is rolled back and raised; a failed rollback is logged, and the
-        connection discarded."""
         try:
             if not commit:
                 _roll_back(session)
@@ -250,8 +229,8 @@ def _refuse(session: Session, what: str) -> None:
 
 @event.listens_for(UnitSession, "do_orm_execute")
 def _guard_each_statement(execution: ORMExecuteState) -> Any:
-    """A read-only unit's INSERT, UPDATE or DELETE is refused; a first statement that found
-    its connection dead runs again on a new one (see above)."""
+    """Refuse a read-only unit's INSERT, UPDATE or DELETE; rerun a first statement that
+    found its connection dead (see above)."""
     session = execution.session
     if not session.info["writes"] and (
         execution.is_insert or execution.is_update or execution.is_delete
@@ -281,8 +260,7 @@ def _refuse_changes(session: Session, _context: Any, _instances: Any) -> None:
 
 @event.listens_for(UnitSession, "before_commit")
 def _commit_only_as_it_ends(session: Session) -> None:
-    """A unit commits all it wrote once, as it ends; a commit in the middle (an endpoint's
-    ``session.commit()``) would leave it half-written if the rest failed."""
+    """A unit commits once, as it ends: a commit in the middle would half-write it."""
     if not session.info.get("ending"):
         raise InvalidRequestError(
             f"{session.info.get('name', 'A unit of work')} commits when it ends:"

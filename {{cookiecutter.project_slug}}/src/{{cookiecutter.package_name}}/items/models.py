@@ -26,11 +26,8 @@ class Item(Base):
 
 
 class ItemEvent(Base):
-    """One change to an item ("updated", "deleted"), written in the transaction that
-    makes it: the change and its record are stored together, or neither is.
-
-    ``item_id`` is no foreign key: the log outlives the items it tells of.
-    """
+    """One change to an item, written in the change's transaction: both are stored, or
+    neither. ``item_id`` is no foreign key: the log outlives the items it tells of."""
 
     __tablename__ = "item_events"
     __table_args__ = ({"sqlite_autoincrement": True},)

@@ -1,10 +1,7 @@
 {% set is_async = cookiecutter.driver == "async" %}
-"""Storage of items: the only module that writes SQL for them.
-
-Every method answers ``Item``, the mapped class. Reads are ``select(Item)``,
-built once with bound parameters; creates are one ``INSERT ... RETURNING``
-(``db/inserts.py``); changes load the item locked, flush at once (the version
-check of ``models.py``) and record an ``ItemEvent`` in the same transaction.
+"""Storage of items, the only module that writes SQL for them: reads are ``select(Item)``
+built once with bound parameters, creates one ``INSERT ... RETURNING``; changes load the
+item locked, flush at once (the version check) and record an ``ItemEvent`` with it.
 """
 
 from collections.abc import Iterator, Sequence
@@ -31,8 +28,8 @@ _COUNT = select(func.count()).select_from(select(Item.id).limit(bindparam("up_to
 
 
 class ItemRepository:
-    """Items, through the request's session. Writes reach the database at once, so a
-    conflict surfaces here (``ConflictError``); the unit of work commits, not this."""
+    """Items, through the request's session; writes reach the database at once, so that a
+    conflict surfaces here (``ConflictError``). The unit of work commits, not this."""
 
     def __init__(self, session: {{ "AsyncSession" if is_async else "Session" }}) -> None:
         self.session = session

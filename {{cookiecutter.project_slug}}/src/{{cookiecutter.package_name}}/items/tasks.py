@@ -1,8 +1,6 @@
-"""Work that runs after the response: background tasks, at most once.
-
-A crash, a deploy or an exception loses one, and nothing retries it: a task is
-for work that may be lost, such as telling someone. What must not be lost is
-written in the request's own transaction, as ``ItemEvent`` is.
+"""Background tasks: work after the response, at most once. A crash, a deploy or an
+exception loses one and nothing retries it, so what must not be lost is written in
+the request's own transaction, as ``ItemEvent`` is.
 """
 
 import logging
