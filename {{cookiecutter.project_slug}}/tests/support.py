@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 {% endif %}
 from pathlib import Path
-from typing import Any
+from typing import Any{{ ", Self" if is_pg }}
 
 import httpx2
 from alembic.config import Config
@@ -177,6 +177,13 @@ def of_this_worker(url: str) -> str:
 {% endif %}
 
 
+async def items_listed(client: AsyncClient) -> int:
+    """How many items the first page of ``GET /items`` lists."""
+    listed = await client.get("/items")
+    assert listed.status_code == 200
+    return len(listed.json()["items"])
+
+
 async def ask_the_database(database_url: str, query: TextClause, **params: object) -> int:
     """``query`` read on a connection of its own, outside the application: its number."""
     engine = build_engine(settings_for(database_url))
@@ -231,7 +238,27 @@ async def empty_database(database_url: str) -> None:
 
 
 {% if is_pg %}
-class CuttingProxy:
+class TCPProxy:
+    """A TCP proxy on a free port of 127.0.0.1 (``port``) within ``async with``: each
+    connection is the ``forward()`` of a subclass."""
+
+    port = 0
+
+    async def __aenter__(self) -> Self:
+        self.server = await asyncio.start_server(self.forward, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.server.close()
+
+    async def forward(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        raise NotImplementedError
+
+
+class CuttingProxy(TCPProxy):
     """Forwards TCP connections to PostgreSQL; ``cut_after(marker)`` makes it cut the
     connection whose client sends ``marker`` next: the server gets what was sent, the
     client never hears back."""
@@ -240,20 +267,11 @@ class CuttingProxy:
         self.target = (host, port)
         self.marker: bytes | None = None
         self.cuts = 0
-        self.port = 0
-
-    async def __aenter__(self) -> "CuttingProxy":
-        self.server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        self.server.close()
 
     def cut_after(self, marker: bytes) -> None:
         self.marker = marker
 
-    async def _forward(
+    async def forward(
         self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
     ) -> None:
         server_in, server_out = await asyncio.open_connection(*self.target)

@@ -49,17 +49,12 @@ from .support import (
     client_of,
     connection_states,
     empty_tables,
+    items_listed,
     running_app,
     settings_for,
 )
 
 PRIVATE = "private description"
-
-
-async def total(client: AsyncClient) -> int:
-    listed = await client.get("/items")
-    assert listed.status_code == 200
-    return len(listed.json()["items"])
 
 
 def assert_try_again(status: int, headers: Any, seconds: str = "5") -> None:
@@ -103,7 +98,7 @@ async def test_a_first_statement_cut_runs_again_on_a_new_connection(
 
     assert proxy.cuts == 1
     assert response.status_code == status
-    assert await total(proxied) == (status == 201)
+    assert await items_listed(proxied) == (status == 201)
 
 
 async def test_the_retry_of_a_lost_commit_meets_its_own_write(
@@ -115,7 +110,7 @@ async def test_the_retry_of_a_lost_commit_meets_its_own_write(
 
     assert_try_again(cut.status_code, cut.headers)
     assert retried.status_code == 409
-    assert await total(proxied) == 1
+    assert await items_listed(proxied) == 1
 
 
 def terminate_unseen(database_url: str) -> None:

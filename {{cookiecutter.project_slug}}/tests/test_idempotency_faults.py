@@ -20,15 +20,9 @@ from {{ cookiecutter.package_name }}.idempotency.middleware import (
     REPLAYED_HEADER,
 )
 
-from .support import CuttingProxy
+from .support import CuttingProxy, items_listed
 
 PRIVATE = "private description"
-
-
-async def total(client: AsyncClient) -> int:
-    listed = await client.get("/items")
-    assert listed.status_code == 200
-    return len(listed.json()["items"])
 
 
 async def test_a_keyed_write_cut_midway_is_a_503_and_its_retry_is_stored_once(
@@ -45,7 +39,7 @@ async def test_a_keyed_write_cut_midway_is_a_503_and_its_retry_is_stored_once(
     assert cut.status_code == 503
     assert retried.status_code == 201
     assert REPLAYED_HEADER not in retried.headers  # nothing was stored: it ran again
-    assert await total(proxied) == 1
+    assert await items_listed(proxied) == 1
     assert PRIVATE not in caplog.text
 
 
@@ -61,4 +55,4 @@ async def test_a_commit_whose_answer_was_lost_is_answered_to_its_retry(
     assert cut.headers["retry-after"] == "5"
     assert retried.status_code == 201
     assert retried.headers[REPLAYED_HEADER] == "true"  # the first one was stored
-    assert await total(proxied) == 1
+    assert await items_listed(proxied) == 1

@@ -52,7 +52,14 @@ from {{ cookiecutter.package_name }}.settings import (
     problems,
 )
 
-from .support import alembic_config, client_of, empty_database, free_port, running_app
+from .support import (
+    TCPProxy,
+    alembic_config,
+    client_of,
+    empty_database,
+    free_port,
+    running_app,
+)
 
 # Seconds the standby applies each commit late.
 DELAY = 1.5
@@ -531,22 +538,13 @@ async def test_a_retried_keyed_write_gets_a_token_with_its_stored_answer(
 {% endif %}
 
 
-class RoundRobin:
+class RoundRobin(TCPProxy):
     """One address in front of several servers, each connection to the next of them: what
     a Kubernetes read-only Service or HAProxy is to a set of standbys."""
 
     def __init__(self, ports: list[int]) -> None:
         self.ports = ports
         self.turn = 0
-        self.port = 0
-
-    async def __aenter__(self) -> "RoundRobin":
-        self.server = await asyncio.start_server(self.forward, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        self.server.close()
 
     async def forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.turn += 1

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db.replicas import format_position, parse_position, reading_after
-from .http import WRITE_METHODS, ASGIMiddleware
+from .http import WRITE_METHODS, ASGIMiddleware, amend_operations
 
 POSITION_HEADER = "Consistency-Token"
 POSITION_COOKIE = "consistency_token"
@@ -59,7 +59,6 @@ class ConsistencyMiddleware(ASGIMiddleware):
 def document(app: FastAPI) -> None:
     """Declare the token in ``app``'s OpenAPI document: taken by every operation, given by
     the success of every write."""
-    build = app.openapi
     token = {"type": "string", "examples": ["0/16B3748"]}
     taken = {
         "name": POSITION_HEADER,
@@ -70,20 +69,14 @@ def document(app: FastAPI) -> None:
     }
     given = {"description": "Where the write left the primary: send it back", "schema": token}
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = build()
-        for operations in schema.get("paths", {}).values():
-            for method, operation in operations.items():
-                operation.setdefault("parameters", []).append(taken)
-                if method.upper() in WRITE_METHODS:
-                    for status, answer in operation["responses"].items():
-                        if status.startswith("2"):
-                            answer.setdefault("headers", {})[POSITION_HEADER] = given
-        return schema
+    def declare(_path: str, method: str, operation: dict[str, Any]) -> None:
+        operation.setdefault("parameters", []).append(taken)
+        if method in WRITE_METHODS:
+            for status, answer in operation["responses"].items():
+                if status.startswith("2"):
+                    answer.setdefault("headers", {})[POSITION_HEADER] = given
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    amend_operations(app, declare)
 
 
 def token_of(scope: Scope) -> int | None:

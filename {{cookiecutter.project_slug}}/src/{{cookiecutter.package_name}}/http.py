@@ -5,6 +5,7 @@ security headers and the ``Host`` check (RFC 9112; ``ALLOWED_HOSTS``).
 """
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, status
@@ -44,8 +45,9 @@ register_url_convertor("id", IdConvertor())
 IfMatch = Annotated[str | SkipJsonSchema[None], Header(examples=['"1"'])]
 
 
-def declare_answers(app: FastAPI) -> None:
-    """Declare each operation's ``ANSWERS`` in ``app``'s OpenAPI document (keeping its own)."""
+def amend_operations(app: FastAPI, amend: Callable[[str, str, dict[str, Any]], None]) -> None:
+    """Have ``amend(path, METHOD, operation)`` edit each operation of ``app``'s OpenAPI
+    document, once, as it is built."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -54,20 +56,29 @@ def declare_answers(app: FastAPI) -> None:
         schema = build()
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
-                parameters = {p["name"].lower() for p in operation.get("parameters", [])}
-                answers = {
-                    "400": True,
-                    "404": "{" in path,
-                    "409": method.upper() in WRITE_METHODS,
-                    "412": "if-match" in parameters,
-                    "413": "requestBody" in operation,
-                    "503": True,
-                }
-                for answer in (answer for answer, given in answers.items() if given):
-                    operation["responses"].setdefault(answer, {"description": ANSWERS[answer]})
+                amend(path, method.upper(), operation)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def declare_answers(app: FastAPI) -> None:
+    """Declare each operation's ``ANSWERS`` in ``app``'s OpenAPI document (keeping its own)."""
+
+    def declare(path: str, method: str, operation: dict[str, Any]) -> None:
+        parameters = {p["name"].lower() for p in operation.get("parameters", [])}
+        answers = {
+            "400": True,
+            "404": "{" in path,
+            "409": method in WRITE_METHODS,
+            "412": "if-match" in parameters,
+            "413": "requestBody" in operation,
+            "503": True,
+        }
+        for answer in (answer for answer, given in answers.items() if given):
+            operation["responses"].setdefault(answer, {"description": ANSWERS[answer]})
+
+    amend_operations(app, declare)
 
 
 def not_found(what: str) -> HTTPException:

@@ -47,8 +47,8 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -177,22 +177,11 @@ class ReplicatedDatabase(Database):
         # Read-only units of work the primary served.
         self.primary_reads = 0
 
-    @asynccontextmanager
-    async def open_session(
-        self, *, writes: bool = True, name: str = "open_session()", primary: bool = False
-    ) -> AsyncIterator[{{ Session }}]:
-        """``Database.open_session()``; ``primary``: read from the primary, even if it only reads."""
-        session = await self.begin(writes=writes, name=name, primary=primary)
-        try:
-            yield session
-        except BaseException:
-            await self.end(session, commit=False)
-            raise
-        await self.end(session, commit=True)
-
     async def begin(
         self, *, writes: bool = True, name: str = "A unit of work", primary: bool = False
     ) -> {{ Session }}:
+        """``Database.begin()``; ``primary``: on the primary, even a unit that only reads
+        (``open_session(primary=True)``)."""
         if not writes and not primary:
             session = await self._begin_on_a_standby(name)
             if session is not None:

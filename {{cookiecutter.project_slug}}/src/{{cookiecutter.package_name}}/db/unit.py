@@ -102,10 +102,11 @@ class Database:
 
     @asynccontextmanager
     async def open_session(
-        self, *, writes: bool = True, name: str = "open_session()"
+        self, *, writes: bool = True, name: str = "open_session()", **options: Any
     ) -> AsyncIterator[{{ Session }}]:
-        """A unit of work outside a request: committed if the block succeeds, else rolled back."""
-        session = await self.begin(writes=writes, name=name)
+        """A unit of work outside a request: committed if the block succeeds, else rolled back
+        (``options``: what a subclass's ``begin()`` takes besides)."""
+        session = await self.begin(writes=writes, name=name, **options)
         try:
             yield session
         except BaseException:

@@ -44,7 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import database_error_response, error
-from ..http import WRITE_METHODS, ASGIMiddleware
+from ..http import WRITE_METHODS, ASGIMiddleware, amend_operations
 from .database import KeyedDatabase, KeyedUnit, joined_by_the_request
 from .models import KEY_MAX_LENGTH
 {% if is_pg %}
@@ -220,27 +220,19 @@ class _KeyedRequest:
 
 def document(app: FastAPI) -> None:
     """Declare the header, and its 400{{ " and 409" if is_pg }}, on every write of ``app``'s OpenAPI document."""
-    build = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = build()
-        for operations in schema.get("paths", {}).values():
-            for method, operation in operations.items():
-                if method.upper() in WRITE_METHODS:
-                    operation.setdefault("parameters", []).append(PARAMETER)
-                    answer = operation["responses"].setdefault(
-                        "400", {"description": "Bad request"}
-                    )
-                    answer["description"] += f"; or a malformed {HEADER}"
+    def declare(_path: str, method: str, operation: dict[str, Any]) -> None:
+        if method not in WRITE_METHODS:
+            return
+        operation.setdefault("parameters", []).append(PARAMETER)
+        answer = operation["responses"].setdefault("400", {"description": "Bad request"})
+        answer["description"] += f"; or a malformed {HEADER}"
 {% if is_pg %}
-                    answer = operation["responses"].setdefault("409", {"description": "Conflict"})
-                    answer["description"] += f"; or its {HEADER}'s first request still runs"
+        answer = operation["responses"].setdefault("409", {"description": "Conflict"})
+        answer["description"] += f"; or its {HEADER}'s first request still runs"
 {% endif %}
-        return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    amend_operations(app, declare)
 
 
 def _key_of(values: list[bytes]) -> str | None:
