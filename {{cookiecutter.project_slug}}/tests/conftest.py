@@ -76,9 +76,10 @@ from .support import (
 {% endif %}
 
 # The suite sets every setting it uses itself: none comes from the developer's
-# shell (removed here, before any test runs) or from .env (see settings_for).
-for _setting in Settings.model_fields:
-    os.environ.pop(_setting.upper(), None)
+# shell (removed here, before any test runs, with uvicorn's WEB_CONCURRENCY) or
+# from .env (see settings_for).
+for _variable in [*(name.upper() for name in Settings.model_fields), "WEB_CONCURRENCY"]:
+    os.environ.pop(_variable, None)
 
 
 @pytest.fixture(scope="session")

@@ -131,7 +131,9 @@ async def test_the_middleware_reports_each_answer_as_the_client_got_it(
 def test_every_log_line_of_a_request_carries_its_id(log_format: str, tmp_path: Path) -> None:
     # The database is unreachable: the request logs a warning before the access line.
     log = tmp_path / "server.log"
-    server, port = start_server(UNREACHABLE_URL, log, env={"LOG_FORMAT": log_format})
+    # A misspelt setting is warned of at start in the same format.
+    env = {"LOG_FORMAT": log_format, "DB_POOLSIZE": "3"}
+    server, port = start_server(UNREACHABLE_URL, log, env=env)
     sent_id = uuid.uuid4().hex
     try:
         response = httpx2.get(f"http://127.0.0.1:{port}/items/1", headers={"X-Request-ID": sent_id})
@@ -157,9 +159,12 @@ def test_every_log_line_of_a_request_carries_its_id(log_format: str, tmp_path: P
         assert access["status"] == 503
         assert access["duration_ms"] > 0
         assert any(record["message"] == "Application startup complete." for record in records)
+        assert records[0]["level"] == "WARNING"
+        assert records[0]["message"].startswith("DB_POOLSIZE is not a setting of this service")
         # A line logged outside any request has no id.
         assert all(r["request_id"] == "-" for r in records if r["logger"].startswith("uvicorn"))
     else:
+        assert re.search(r" WARNING \[-\] [\w.]+: DB_POOLSIZE is not a setting", lines[0])
         ours = [line for line in lines if f"[{sent_id}]" in line]
         assert len(ours) == 2
         assert " WARNING [" in ours[0]

@@ -26,6 +26,7 @@ prepares for them (``metrics_folder.py``).
 
 import argparse
 import gc
+import logging.config
 import os
 import sys
 from typing import Any
@@ -60,13 +61,19 @@ def worker_app() -> FastAPI:
 
 def load_settings() -> Settings:
     """The settings, checked before uvicorn starts (exit 1, one line per bad one);
-    variables that look like misspelt settings are warned of."""
-    for line in unknown_variables(os.environ):
-        print(f"{PROG}: warning: {line}", file=sys.stderr)
+    variables that look like misspelt settings are warned of, as log lines once
+    the settings say how to write them."""
+    typos = unknown_variables(os.environ)
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as error:
-        sys.exit("\n".join(f"{PROG}: cannot start: {line}" for line in problems(error)))
+        lines = [f"warning: {line}" for line in typos]
+        lines += [f"cannot start: {line}" for line in problems(error)]
+        sys.exit("\n".join(f"{PROG}: {line}" for line in lines))
+    logging.config.dictConfig(logging_config(settings))
+    for line in typos:
+        logging.getLogger(__package__).warning(line)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> None:
