@@ -66,6 +66,7 @@ def test_every_combination_bakes_to_clean_text(cookies: Cookies, combination: Va
         text = path.read_text()
         assert not LEFTOVER.search(text), f"{name}: {LEFTOVER.search(text)}"
         assert "\n\n\n\n" not in text, f"{name} has a blank-line scar"
+        assert not re.search(r"[ \t]$", text, re.M), f"{name} has trailing whitespace"
         assert "BaseHTTPMiddleware(" not in text
         assert not re.search(r"^from starlette.middleware.base", text, re.M)
         # "py311" is "py" and a version number; "sqlite3and" is two words run together.
