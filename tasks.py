@@ -102,8 +102,11 @@ def demo(output_dir: Path) -> None:
     print(
         "tasks.py: serving on http://127.0.0.1:8000 (API docs at /docs); Ctrl-C stops", flush=True
     )
+    # This process becomes the server: SIGTERM (timeout, a process manager) or Ctrl-C
+    # stops it, with nothing left behind (uv run would stand between them).
+    python = project / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     os.chdir(project)
-    os.execv(uv, [uv, "run", "python", "-m", "my_service", "--port", "8000"])
+    os.execv(python, [str(python), "-m", "my_service", "--port", "8000"])
 
 
 def main(argv: list[str]) -> int:
