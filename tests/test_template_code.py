@@ -71,6 +71,8 @@ def test_pre_commit_passes_on_the_template(template_repo: Path, tmp_path: Path) 
     env = {
         **os.environ,
         "UV_PROJECT_ENVIRONMENT": str(TEMPLATE_DIR / ".venv"),
+        # the hooks run uv, installed beside this interpreter
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
         "PRE_COMMIT_HOME": str(tmp_path / "pre-commit"),
     }
     result = subprocess.run(
