@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pytest_cookies.plugin import Cookies
 
+from . import sizes
 from .conftest import bake
 from .declared_imports import CODE_FOLDERS, third_party_imports
 from .matrix import (
@@ -25,6 +26,7 @@ from .matrix import (
     alternative_sources,
     expected_files,
 )
+from .readme import table_in_readme
 
 # What a person is asked: every key but the private ones.
 PROMPTS = {key: value for key, value in COOKIECUTTER.items() if not key.startswith("_")}
@@ -308,3 +310,8 @@ def test_every_prompt_has_a_readable_question() -> None:
             labels = prompts[key]
             assert labels["__prompt__"].strip()
             assert sorted(k for k in labels if k != "__prompt__") == sorted(value)
+
+
+def test_the_readme_gives_the_sizes_of_the_bakes_as_they_are(tmp_path: Path) -> None:
+    """After a change to the template, ``python3 tasks.py sizes`` writes the table anew."""
+    assert sizes.table(tmp_path) == table_in_readme("sizes")
