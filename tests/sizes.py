@@ -17,7 +17,7 @@ from .readme import update_readme
 
 # A setting in .env.example: NAME=value, or one left unset as "# NAME=value".
 SETTING = re.compile(r"^(?:# )?[A-Z][A-Z0-9_]*=", re.MULTILINE)
-# The bake the aims are about: at most 1,800 lines under src/.
+# The bake with no wing that the README's aim is about: at most 1,800 lines under src/.
 AIM = ("postgresql-async-dependency", 1800)
 
 

@@ -315,3 +315,9 @@ def test_every_prompt_has_a_readable_question() -> None:
 def test_the_readme_gives_the_sizes_of_the_bakes_as_they_are(tmp_path: Path) -> None:
     """After a change to the template, ``python3 tasks.py sizes`` writes the table anew."""
     assert sizes.table(tmp_path) == table_in_readme("sizes")
+
+
+def test_the_core_of_the_default_postgresql_bake_is_at_most_its_aim(tmp_path: Path) -> None:
+    variant_id, most = sizes.AIM
+    (variant,) = [variant for variant in VARIANTS if variant.id == variant_id]
+    assert sizes.sizes(variant, tmp_path)["src"] <= most

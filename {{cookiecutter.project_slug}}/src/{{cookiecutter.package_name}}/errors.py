@@ -1,11 +1,10 @@
-"""How failures become HTTP responses: the one place that translates them, each into a
-JSON ``{"detail": ...}`` on a connection that stays open. ``ConflictError``: 409. A
-SQLAlchemy error, by what ``engine.failure_of()`` says it means: 409 (a unique
-violation), 412 (changed since it was read), 503 with ``Retry-After`` for what can pass
-later (logged in one line: the failure, the error's class and code, no SQL values), else
-500. 405 names every method of the path in ``Allow``; 413 comes before the body is read;
-a 422 repeats whatever the request held (``NaN`` and ``1e99999`` as text). Any other
-exception: 500, logged once with its traceback.
+"""How failures become HTTP responses, in one place: a JSON ``{"detail": ...}`` on a
+connection that stays open. ``ConflictError``: 409. A SQLAlchemy error, by what
+``engine.failure_of()`` says it means: 409 (a unique violation), 412 (changed since it
+was read), 503 with ``Retry-After`` for what can pass later (logged in one line: the
+failure, the error's class and code, no SQL values), else 500. 405 names every method of
+the path in ``Allow``; 413 comes before the body is read; a 422 repeats the request's
+input (``NaN`` and ``1e99999`` as text). Any other exception: 500, logged with its traceback.
 """
 
 import json

@@ -68,17 +68,6 @@ class AccessMiddleware(ASGIMiddleware):
 
     def report(self, scope: Scope, method: str, route: str, status: int, seconds: float) -> None:
         """One access log line."""
-        access_log.info(
-            "%s %s %s %.1f ms",
-            method,
-            route,
-            status,
-            seconds * 1000,
-            extra={
-                "method": method,
-                "route": route,
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-            },
-        )
+        extra: dict[str, object] = {"method": method, "route": route, "status": status}
+        extra.update(path=scope["path"], duration_ms=round(seconds * 1000, 3))
+        access_log.info("%s %s %s %.1f ms", method, route, status, seconds * 1000, extra=extra)

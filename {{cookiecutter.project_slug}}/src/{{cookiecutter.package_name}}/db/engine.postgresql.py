@@ -4,13 +4,17 @@
 Read-only units run in autocommit: a GET is one round trip, not three (BEGIN, SELECT,
 COMMIT). A pooled connection is checked before it is lent: without a round trip when
 idle for less than ``DB_PING_AFTER`` (a server that closed it left its goodbye on the
-socket{% if is_async %}, unread: asyncpg's ``is_closed()`` turns true too late{% endif %}), else with a ping;
-one found closed is replaced. A new connection gets what is left of its unit's
-``DB_POOL_TIMEOUT``{% if not is_async %} (psycopg counts whole seconds, at least 2){% endif %}, and the server's own
-guards, ``DB_STATEMENT_TIMEOUT`` and ``DB_IDLE_IN_TRANSACTION_TIMEOUT``. SQL parameters
-are never logged. ``failure_of()`` reads a failure's SQLSTATE and whether SQLAlchemy
-found the connection dead, not its class: asyncpg's "cannot connect now" and
-"connection does not exist" arrive as plain ``DBAPIError``.
+socket), else with a ping; one found closed is replaced. A new connection gets what is
+left of its unit's ``DB_POOL_TIMEOUT`` and the server's own guards,
+``DB_STATEMENT_TIMEOUT`` and ``DB_IDLE_IN_TRANSACTION_TIMEOUT``. SQL parameters are
+never logged. ``failure_of()`` reads a failure's SQLSTATE and whether SQLAlchemy found
+the connection dead, not its class{{ ":" if is_async else "." }}
+{% if is_async %}
+asyncpg's "cannot connect now" and "connection does not exist" arrive as plain
+``DBAPIError``, and its ``is_closed()`` turns true only once the goodbye is read.
+{% else %}
+psycopg counts a connect timeout in whole seconds, at least 2.
+{% endif %}
 """
 
 import select
