@@ -201,6 +201,7 @@ def test_the_manifest_choices_are_the_prompts_choices() -> None:
     assert conditions <= set(MANIFEST["choices"]) | set(WINGS)
 
 
+@pytest.mark.usefixtures("uncompiled_bakes")
 def test_one_bake_takes_under_a_second(cookies: Cookies) -> None:
     durations = []
     for variant in VARIANTS:
