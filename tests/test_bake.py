@@ -160,6 +160,18 @@ def test_reserved_names_are_what_the_projects_import(cookies: Cookies) -> None:
     assert set(MANIFEST["loads"]) >= DRIVER_PACKAGES
 
 
+REVISION = re.compile(r'^revision: str = "(\w+)"\ndown_revision: str \| None = "?(\w+)"?$', re.M)
+
+
+def revisions(project: Path) -> dict[str, str | None]:
+    """Each migration's revision and the one it revises (None for the first)."""
+    chain: dict[str, str | None] = {}
+    for script in (project / "migrations/versions").glob("*.py"):
+        ((revision, down),) = REVISION.findall(script.read_text())
+        chain[revision] = None if down == "None" else down
+    return chain
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
 def test_the_core_is_the_same_text_whatever_the_wings(cookies: Cookies, variant: Variant) -> None:
     """Core modules name no wing: a bake with every wing has them exactly as one with none,
@@ -170,6 +182,15 @@ def test_the_core_is_the_same_text_whatever_the_wings(cookies: Cookies, variant:
     for module in CORE_MODULES:
         assert (bare / module).read_text() == (winged / module).read_text(), module
     assert not WING_WORDS.search((bare / "db/unit.py").read_text())
+    # A wing's migrations come after the core's and change none of them: a project that
+    # takes a wing later (cruft update) gets its tables from `alembic upgrade head`.
+    core_chain = revisions(bare.parent.parent)
+    every_chain = revisions(winged.parent.parent)
+    assert {revision: every_chain[revision] for revision in core_chain} == core_chain
+    (core_head,) = set(core_chain) - set(core_chain.values())
+    added = {r: down for r, down in every_chain.items() if r not in core_chain}
+    assert added, "idempotency_keys brings a migration"
+    assert set(added.values()) <= {core_head, *added}
     core = {p.relative_to(bare).as_posix() for p in bare.rglob("*.py")}
     # A bake without wings has the core, and the seams where wings join: nothing else.
     seams = {"__init__.py", "__main__.py", "main.py", "settings.py", "db/__init__.py"}

@@ -7,7 +7,7 @@ ids, follows. Changing a column's type rewrites its table under an exclusive
 lock: on a large table, run this in a maintenance window.
 
 Revision ID: 0005
-Revises: {{ "0004" if cookiecutter.idempotency_keys else "0003" }}
+Revises: 0003
 Create Date: 2026-01-05 00:00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "{{ "0004" if cookiecutter.idempotency_keys else "0003" }}"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
