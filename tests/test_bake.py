@@ -1,9 +1,9 @@
 """Baking every variant: what lands on disk, and nothing else."""
 
 import ast
+import os
 import re
 import statistics
-import time
 from pathlib import Path
 
 import pytest
@@ -222,13 +222,21 @@ def test_the_manifest_choices_are_the_prompts_choices() -> None:
     assert conditions <= set(MANIFEST["choices"]) | set(WINGS)
 
 
+def cpu_seconds() -> float:
+    """The CPU time of this process and of the children it waited for (the hooks)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 @pytest.mark.usefixtures("uncompiled_bakes")
 def test_one_bake_takes_under_a_second(cookies: Cookies) -> None:
+    """Counted in CPU time, which the matrix's other worker does not stretch as it does
+    the clock (a bake is about 0.35 s of CPU on the 2-core machine)."""
     durations = []
     for variant in VARIANTS:
-        started = time.perf_counter()
+        started = cpu_seconds()
         bake(cookies, **variant.context)
-        durations.append(time.perf_counter() - started)
+        durations.append(cpu_seconds() - started)
 
     assert statistics.median(durations) < 1.0, durations
     assert max(durations) < 2.0, durations

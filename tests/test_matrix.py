@@ -81,10 +81,13 @@ class Project:
         self.path = path
         self.database_url = database_url
         self.timings: dict[str, float] = {}
-        # mypy's cache, shared by the variants the run checks: it keeps what it learnt of
-        # the same third-party packages (installed elsewhere, but mypy takes a file of
-        # another path whose contents hash the same). Every project's own modules are
-        # checked anew: their contents differ.
+        # mypy's cache, shared by the variants this worker checks one after another: it
+        # keeps what it learnt of the same third-party packages (installed elsewhere, but
+        # mypy takes a file of another path whose contents hash the same). Every project's
+        # own modules are checked anew: their contents differ. Not shared with the other
+        # worker: shared, a bake with every wing was once type-checked against the
+        # settings.py of its no-wing sibling, checked at the same time on the other worker
+        # (a module's entry is two files, meta and data, each renamed into place alone).
         self.env = {"MYPY_CACHE_DIR": str(mypy_cache)}
 
     def uv_run(self, *command: str, env: dict[str, str] | None = None) -> str:
@@ -137,14 +140,6 @@ def project(
     return install(variant, database_url, cookies_session, tmp_path_factory)
 
 
-def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """mypy's cache, shared by every variant the run checks, on either xdist worker: mypy
-    writes each entry to a file of its own and renames it into place, so two checks at
-    once only ever read a whole entry, theirs or the other's."""
-    base = tmp_path_factory.getbasetemp()
-    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "mypy"
-
-
 def install(
     variant: Variant,
     database_url: str,
@@ -165,7 +160,7 @@ def install(
     path = bake(cookies, **context)
     baked = time.perf_counter()
     run([UV, "sync", "--locked", "--python", python, "--quiet"], path)
-    project = Project(variant, path, database_url, mypy_cache(tmp_path_factory))
+    project = Project(variant, path, database_url, tmp_path_factory.getbasetemp() / "mypy")
     project.timings = {
         "bake_s": round(baked - started, 2),
         "install_s": round(time.perf_counter() - baked, 2),
