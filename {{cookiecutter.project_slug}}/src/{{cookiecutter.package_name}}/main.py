@@ -125,8 +125,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             # Ended before the pools close: a task mid-query gives its connection back first.
-            for task in tasks:
-                task.cancel()
+            # Cancelled again until it ends: a sync standby check once outlived its
+            # cancellation, and the shutdown waited for it for good.
+            while pending := [task for task in tasks if not task.done()]:
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=1)
             await asyncio.gather(*tasks, return_exceptions=True)
             await database.dispose()
 {% if cookiecutter.metrics and cookiecutter.workers %}
