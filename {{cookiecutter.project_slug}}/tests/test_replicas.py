@@ -431,28 +431,37 @@ async def test_a_read_with_a_token_does_not_wait_for_a_standby_known_to_lag_too_
     servers: tuple[Server, Server], settings: Settings
 ) -> None:
     primary, standby = servers
-    wait = DELAY * 2 / 3  # under writes the standby lags about DELAY: more than the wait
+    wait = DELAY * 2 / 3
     waiting = {"db_replica_wait": wait}
-    async with (
-        serving(primary, standby.url(), settings, **waiting) as app,
-        client_of(app) as client,
-    ):
-        (lagging,) = database_of(app).standbys
-        deadline = time.monotonic() + 10
-        n = 0
-        while lagging.lag <= wait:
-            assert time.monotonic() < deadline, "the standby's check never saw it lag"
-            created = await client.post("/items", json={"name": f"behind-{n}"})
-            assert created.status_code == 201
-            n += 1
-            await asyncio.sleep(0.05)
-        # Known to lag by more than the wait: a read that must see its write goes to
-        # the primary at once, instead of holding a standby connection for the wait.
-        for n in range(10):
-            started = time.monotonic()
-            status, _ = await create_then_read(client, f"at-once-{n}", send_token=True)
-            assert status == 200
-            assert time.monotonic() - started < wait / 2
+    # Replay paused, the standby's lag only grows while the primary writes: the checks'
+    # estimate of it cannot dip back under the wait between two of them, as it can while
+    # a loaded machine spaces the checks of a standby that replays.
+    standby.sql("SELECT pg_wal_replay_pause()")
+    try:
+        async with (
+            serving(primary, standby.url(), settings, **waiting) as app,
+            client_of(app) as client,
+        ):
+            (lagging,) = database_of(app).standbys
+            deadline = time.monotonic() + 10
+            n = 0
+            while lagging.lag <= wait:
+                assert time.monotonic() < deadline, "the standby's check never saw it lag"
+                created = await client.post("/items", json={"name": f"behind-{n}"})
+                assert created.status_code == 201
+                n += 1
+                await asyncio.sleep(0.05)
+            # Known to lag by more than the wait: a read that must see its write goes to
+            # the primary at once, instead of holding a standby connection for the wait.
+            for n in range(10):
+                before = reads_on(app)
+                started = time.monotonic()
+                status, _ = await create_then_read(client, f"at-once-{n}", send_token=True)
+                assert status == 200
+                assert time.monotonic() - started < wait / 2
+                assert reads_on(app) == (before[0], before[1] + 1)  # the primary's read
+    finally:
+        standby.sql("SELECT pg_wal_replay_resume()")
 
 
 async def test_a_standby_cut_off_from_its_primary_leaves_the_rotation(
@@ -564,15 +573,20 @@ class RoundRobin(TCPProxy):
         await asyncio.gather(pump(reader, server_writer), pump(server_reader, writer))
 
 
+def copy_of(primary: Server, name: str) -> Server:
+    """A new hot standby of ``primary``, started, applying every commit at once."""
+    copy = Server(primary.programs, primary.root, name)
+    address = ["-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"]
+    primary.run("pg_basebackup", *address, "-D", str(copy.data), "-R", "-X", "stream", "-c", "fast")
+    copy.start()
+    return copy
+
+
 @pytest.fixture(scope="module")
 def prompt_standby(servers: tuple[Server, Server]) -> Iterator[Server]:
     """A second hot standby of the primary, applying every commit at once."""
     primary, _ = servers
-    prompt = Server(primary.programs, primary.root, "prompt")
-    address = ["-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"]
-    copy = ["-D", str(prompt.data), "-R", "-X", "stream", "-c", "fast"]
-    primary.run("pg_basebackup", *address, *copy)
-    prompt.start()
+    prompt = copy_of(primary, "prompt")
     try:
         yield prompt
     finally:
@@ -674,19 +688,27 @@ async def test_reads_cancelled_while_waiting_for_a_standby_give_its_connections_
 
 
 async def test_a_promoted_standby_leaves_the_rotation(
-    replicated_app: FastAPI, servers: tuple[Server, Server]
+    servers: tuple[Server, Server], settings: Settings
 ) -> None:
-    primary, standby = servers
-    item = primary.sql("INSERT INTO items (name) VALUES ('before promotion') RETURNING id")
-    standby.run("pg_ctl", "-D", str(standby.data), "-w", "promote")
-    assert standby.sql("SELECT pg_is_in_recovery()") == "f"
+    """The standby promoted here is this test's own: the module's standby stays one, in
+    whatever order the tests run."""
+    primary, _ = servers
+    promoted = copy_of(primary, "promoted")
+    try:
+        async with serving(primary, promoted.url(), settings) as app, client_of(app) as client:
+            item = primary.sql("INSERT INTO items (name) VALUES ('before promotion') RETURNING id")
+            promoted.run("pg_ctl", "-D", str(promoted.data), "-w", "promote")
+            assert promoted.sql("SELECT pg_is_in_recovery()") == "f"
 
-    async def out() -> bool:
-        return not await in_rotation(replicated_app)
+            async def out() -> bool:
+                return not await in_rotation(app)
 
-    await until(out)
-    async with client_of(replicated_app) as client:
-        client.cookies.clear()
-        read = await client.get(f"/items/{item}")
-    # The promoted server may never have applied it: the read went to the primary.
+            await until(out)
+            client.cookies.clear()
+            before = reads_on(app)
+            read = await client.get(f"/items/{item}")
+            after = reads_on(app)
+    finally:
+        promoted.stop()
     assert read.status_code == 200
+    assert after == (before[0], before[1] + 1)  # out of rotation: the primary served it
