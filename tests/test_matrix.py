@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import os
+import random
 import re
 import shutil
 import sqlite3
@@ -55,6 +56,15 @@ UV = find_uv_bin()
 # What a developer's .env could say; none of it may reach the suite.
 HOSTILE_SETTINGS = "LOG_LEVEL=WARNING\nLOG_FORMAT=json\nMAX_REQUEST_BODY=100\nDB_POOL_SIZE=1\n"
 HOSTILE_ENVIRONMENT = {"LOG_LEVEL": "ERROR", "DB_POOL_TIMEOUT": "0.01", "WEB_CONCURRENCY": "7"}
+
+
+def in_random_order() -> list[str]:
+    """pytest's options that run a generated suite in an order of its own (pytest-randomly),
+    a new one each run; a failure's command line names it, to run that order again."""
+    seed = random.randrange(2**32)  # noqa: S311 (an order, not a secret)
+    return ["-p", "randomly", f"--randomly-seed={seed}"]
+
+
 RecordProperty = Callable[[str, object], None]
 
 
@@ -346,7 +356,9 @@ def test_own_suite_passes_with_a_resource_added_as_the_readme_says(
     column, workers = ("suite_n2_s", ["-n", "2"]) if project.variant.wings else ("suite_s", [])
     started = time.perf_counter()
     try:
-        output = project.uv_run("pytest", "-q", "-p", "no:cacheprovider", *workers, env=env)
+        output = project.uv_run(
+            "pytest", "-q", "-p", "no:cacheprovider", *in_random_order(), *workers, env=env
+        )
     finally:
         (project.path / ".env").unlink()
     project.measure(record_property, column, started)
@@ -424,7 +436,9 @@ def test_a_wing_alone_type_checks_and_passes_its_own_tests(
         tests = wing_tests(single, wing)
         assert tests, wing
         env = {"TEST_DATABASE_URL": database_url}
-        output = project.uv_run("pytest", "-q", "-p", "no:cacheprovider", *tests, env=env)
+        output = project.uv_run(
+            "pytest", "-q", "-p", "no:cacheprovider", *in_random_order(), *tests, env=env
+        )
         project.measure(record_property, "alone_s", started)
     finally:
         if single.database == "postgresql":
