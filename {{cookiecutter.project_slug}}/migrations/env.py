@@ -11,6 +11,9 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
+{% if cookiecutter.database == "sqlite" %}
+from alembic.util import CommandError
+{% endif %}
 from sqlalchemy import Connection
 from sqlalchemy.types import TypeDecorator
 
@@ -37,19 +40,42 @@ def settings() -> Settings:
     return get_settings() if given is None else given
 
 
+{% if cookiecutter.database == "postgresql" %}
+def bound_the_waits() -> None:
+    """A migration waits for a table's lock at most ``MIGRATION_LOCK_TIMEOUT`` seconds and
+    runs a statement at most ``MIGRATION_STATEMENT_TIMEOUT``, then fails and changes
+    nothing: an ``ALTER TABLE`` queued behind a long transaction would hold every later
+    query of its table behind it. Set in the run's transaction, online and offline."""
+    given = settings()
+    for name, seconds in [
+        ("lock_timeout", given.migration_lock_timeout),
+        ("statement_timeout", given.migration_statement_timeout),
+    ]:
+        context.execute(f"SET LOCAL {name} = {round(seconds * 1000)}")
+
+
+{% endif %}
 def run_migrations_offline() -> None:
+{% if cookiecutter.database == "postgresql" %}
     """Write the SQL to stdout instead of running it (``alembic upgrade head --sql``)."""
     context.configure(
         url=settings().database_url,
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
-{% if cookiecutter.database == "sqlite" %}
-        render_as_batch=True,
-{% endif %}
     )
     with context.begin_transaction():
+        bound_the_waits()
         context.run_migrations()
+{% else %}
+    """``alembic upgrade --sql`` is refused: SQLite's migrations need the database file."""
+    raise CommandError(
+        "SQLite's migrations run on the database file (alembic upgrade head), not as SQL"
+        " written ahead: rebuilding a table (batch mode) reads it first, and the run turns"
+        " foreign keys off around the rebuild (migration_transaction in db/engine.py),"
+        " without which dropping the old table would delete its children's rows."
+    )
+{% endif %}
 
 
 def skip_empty_revision(
@@ -83,6 +109,9 @@ def do_run_migrations(connection: Connection) -> None:
             process_revision_directives=skip_empty_revision,
             render_item=render_item,
         )
+{% if cookiecutter.database == "postgresql" %}
+        bound_the_waits()
+{% endif %}
         context.run_migrations()
 
 

@@ -11,20 +11,32 @@ database describes them (``row_for``).
 
 import argparse
 import asyncio
+import io
 import shutil
+{% if cookiecutter.database == "postgresql" %}
+import subprocess
+import sys
+import threading
+{% endif %}
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from itertools import count
 from pathlib import Path
+{% if cookiecutter.database == "postgresql" %}
+from time import monotonic
+{% endif %}
 from typing import Any
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Integer, MetaData, Table, func, inspect, select
 {% if cookiecutter.database == "postgresql" %}
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Integer, MetaData, Table, func, inspect, make_url, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+{% else %}
+from alembic.util import CommandError
+from sqlalchemy import Connection, Integer, MetaData, Table, func, inspect, select
 {% endif %}
 
 from {{ cookiecutter.package_name }}.db.engine import (
@@ -32,10 +44,22 @@ from {{ cookiecutter.package_name }}.db.engine import (
     MigrationError,
 {% endif %}
     build_engine,
+{% if cookiecutter.database == "postgresql" %}
+    error_code,
+{% endif %}
     migration_transaction,
 )
 
-from .support import PROJECT_DIR, alembic_config, empty_database, settings_for
+from .support import (
+    PROJECT_DIR,
+    alembic_config,
+{% if cookiecutter.database == "postgresql" %}
+    create_database_if_missing,
+    drop_database,
+{% endif %}
+    empty_database,
+    settings_for,
+)
 
 UNIQUE = count(1)  # values no other row of a column has
 
@@ -223,3 +247,109 @@ def test_no_model_change_writes_no_migration(database_url: str, tmp_path: Path) 
     command.revision(config, message="nothing changed", autogenerate=True)
 
     assert set((versions / "versions").glob("*.py")) == written
+
+
+def offline_sql(database_url: str) -> str:
+    """What ``alembic upgrade head --sql`` writes."""
+    config = alembic_config(database_url)
+    config.output_buffer = io.StringIO()
+    command.upgrade(config, "head", sql=True)
+    return config.output_buffer.getvalue()
+{% if cookiecutter.database == "postgresql" %}
+
+
+{{ cookiecutter.__async }}def run_script(database_url: str, script: str) -> None:
+    """``script``, several statements, sent as psql sends a file (the simple query protocol)."""
+    engine = build_engine(settings_for(database_url))
+    try:
+        {{ cookiecutter.__async }}with engine.connect() as connection:
+            {{ cookiecutter.__await }}connection.execution_options(isolation_level="AUTOCOMMIT")
+{% if is_async %}
+            driver = (await connection.get_raw_connection()).driver_connection
+{% else %}
+            driver = connection.connection.driver_connection
+{% endif %}
+            assert driver is not None
+            {{ cookiecutter.__await }}driver.execute(script)
+    finally:
+        {{ cookiecutter.__await }}engine.dispose()
+
+
+def test_the_offline_sql_builds_what_the_models_describe(database_url: str) -> None:
+    """The SQL a DBA reviews and applies builds the schema the online run builds, its
+    timeouts set before the first change."""
+    script = offline_sql(database_url)
+    assert script.index("SET LOCAL lock_timeout") < script.index("CREATE TABLE")
+    assert script.index("SET LOCAL statement_timeout") < script.index("CREATE TABLE")
+    url = make_url(database_url)
+    empty = url.set(database=f"{url.database}_offline").render_as_string(False)
+    {{ "asyncio.run(create_database_if_missing(empty))" if is_async else "create_database_if_missing(empty)" }}
+    try:
+        {{ "asyncio.run(run_script(empty, script))" if is_async else "run_script(empty, script)" }}
+        command.check(alembic_config(empty))  # raises if the models differ from its schema
+        head = ScriptDirectory.from_config(alembic_config(empty)).get_current_head()
+        assert on_the_database(empty, current_revision) == head
+    finally:
+        {{ "asyncio.run(drop_database(empty))" if is_async else "drop_database(empty)" }}
+
+
+def test_a_migration_behind_a_long_transaction_fails_fast_and_changes_nothing(
+    stairway_database: str,
+) -> None:
+    """Its ALTER TABLE queued behind a transaction that read the table, a migration would
+    hold every later query of that table behind it: it gives up after the lock timeout."""
+    config = alembic_config(stairway_database)
+    config.attributes["settings"] = settings_for(stairway_database, migration_lock_timeout=0.2)
+    command.downgrade(config, "0003")  # below 0005, which alters items
+    reading, done = threading.Event(), threading.Event()
+
+    {{ cookiecutter.__async }}def read_and_stay() -> None:
+        engine = build_engine(settings_for(stairway_database))
+        try:
+            {{ cookiecutter.__async }}with engine.connect() as connection, connection.begin():
+                {{ cookiecutter.__await }}connection.execute(text("SELECT count(*) FROM items"))
+                reading.set()
+                done.wait(30)
+        finally:
+            {{ cookiecutter.__await }}engine.dispose()
+
+    reader = threading.Thread(target={{ "lambda: asyncio.run(read_and_stay())" if is_async else "read_and_stay" }})
+    reader.start()
+    try:
+        assert reading.wait(30)
+        started = monotonic()
+        with pytest.raises(DBAPIError) as failed:
+            command.upgrade(config, "head")
+        took = monotonic() - started
+    finally:
+        done.set()
+        reader.join()
+
+    assert error_code(failed.value) == "55P03"  # lock_not_available
+    assert took < 5
+    assert on_the_database(stairway_database, current_revision) == "0003"
+
+
+def current_revision(connection: Connection) -> str:
+    return str(connection.scalar(text("SELECT version_num FROM alembic_version")))
+
+
+def test_the_offline_sql_passes_squawk(database_url: str) -> None:
+    """PostgreSQL's migration linter, under the rules of .squawk.toml (the README says why)."""
+    squawk = Path(sys.executable).with_name("squawk")
+    linted = subprocess.run(
+        [squawk, "--reporter", "gcc", "--stdin-filepath", "upgrade.sql"],
+        input=offline_sql(database_url),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_DIR,
+        check=False,
+    )
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+{% else %}
+
+
+def test_the_offline_sql_is_refused_saying_why(database_url: str) -> None:
+    with pytest.raises(CommandError, match="foreign keys off"):
+        offline_sql(database_url)
+{% endif %}

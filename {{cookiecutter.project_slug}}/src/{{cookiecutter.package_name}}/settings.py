@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # Seconds before the server ends a statement, or a transaction left idle; 0: never.
     db_statement_timeout: float = Field(default=30.0, ge=0)
     db_idle_in_transaction_timeout: float = Field(default=60.0, ge=0)
+    # Seconds a migration waits for a table's lock, and runs a statement, before it
+    # fails and changes nothing; 0: no limit (see migrations/env.py).
+    migration_lock_timeout: float = Field(default=5.0, ge=0)
+    migration_statement_timeout: float = Field(default=60.0, ge=0)
 {% endif %}
 {% if cookiecutter.read_replicas %}
     # Hot standbys that read-only units of work read from, comma-separated URLs of
