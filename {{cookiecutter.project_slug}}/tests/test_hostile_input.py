@@ -173,6 +173,39 @@ async def test_numbers_json_has_not_are_refused_naming_the_field(
     assert await stored_items(connection) == 0
 
 
+def nested(kind: str, depth: int) -> str:
+    """JSON ``depth`` levels deep: arrays in arrays, or objects in objects."""
+    if kind == "array":
+        return "[" * depth + "]" * depth
+    return '{"a":' * depth + "0" + "}" * depth
+
+
+@pytest.mark.parametrize("kind", ["array", "object"])
+@pytest.mark.parametrize("body", ["%s", '{"name": %s}'])
+async def test_json_nested_to_any_depth_is_a_short_4xx_that_logs_nothing(
+    client: AsyncClient,
+    connection: {{ Conn }},
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    body: str,
+) -> None:
+    """Python's parser takes JSON some 1,000 levels deep, and a 422 repeats what it
+    refused: only so deep, so long, or repeating it would itself fail (a 500)."""
+    for depth in [*range(1, 2000, 25), 2000]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            response = await client.post(
+                "/items",
+                content=body % nested(kind, depth),
+                headers={"Content-Type": "application/json"},
+            )
+
+        assert response.status_code in {400, 422}, (depth, response.text[:200])
+        assert len(response.content) < 2_000, depth
+        assert caplog.records == [], depth
+    assert await stored_items(connection) == 0
+
+
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
 async def test_an_id_of_more_digits_than_python_converts_names_no_item(
     client: AsyncClient, method: str
@@ -218,6 +251,29 @@ async def test_a_name_is_stored_in_one_spelling(client: AsyncClient) -> None:
 
     assert created.status_code == 201
     assert created.json()["name"] == "Café"
+
+
+@pytest.mark.parametrize(
+    ("name", "status_code"),
+    [
+        (" " + "x" * 99, 201),
+        (" " + "x" * 100, 422),  # the schema's maxLength counts what was sent
+        ("x" * 100 + " ", 422),
+        ("Cafe\u0301" + "x" * 96, 422),  # 101 sent, though 100 once composed
+        ("\ufb2c" * 34, 422),  # 34 sent: composed, 102 (each one becomes three)
+        ("\ufb2c" * 33, 201),
+    ],
+)
+async def test_a_name_fits_its_length_as_sent_and_as_stored(
+    client: AsyncClient, connection: {{ Conn }}, name: str, status_code: int
+) -> None:
+    declared = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert declared["ItemCreate"]["properties"]["name"]["maxLength"] == 100
+
+    response = await client.post("/items", json={"name": name})
+
+    assert response.status_code == status_code, response.text
+    assert await stored_items(connection) == (1 if status_code == 201 else 0)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ import json
 import logging
 import re
 import signal
+import sys
 import uuid
+from logging.config import DictConfigurator
 from pathlib import Path
 
 import httpx2
@@ -15,6 +17,9 @@ from httpx2 import AsyncClient
 from {{ cookiecutter.package_name }} import observability
 {% if cookiecutter.session_strategy == "middleware" %}
 from {{ cookiecutter.package_name }}.items.models import Item
+{% endif %}
+from {{ cookiecutter.package_name }}.logs import TRACEBACK_FRAMES, logging_config
+{% if cookiecutter.session_strategy == "middleware" %}
 from {{ cookiecutter.package_name }}.session import SessionDep
 {% endif %}
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -173,3 +178,32 @@ def test_every_log_line_of_a_request_carries_its_id(log_format: str, tmp_path: P
             r" INFO    \[\w+\] {{ cookiecutter.package_name }}\.access: GET /items/\{item_id\} 503 [\d.]+ ms$",
             ours[1],
         )
+
+
+def ping(depth: int) -> int:
+    return pong(depth - 1) if depth else 1 // depth
+
+
+def pong(depth: int) -> int:
+    return ping(depth)
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_an_error_deep_in_a_recursion_logs_its_last_frames(
+    log_format: str, settings: Settings
+) -> None:
+    """Python folds a traceback's repeated lines, but not a recursion through two
+    functions: without a bound, one request could write thousands of lines."""
+    config = logging_config(settings.model_copy(update={"log_format": log_format}))
+    formatter = DictConfigurator({}).configure_formatter(config["formatters"]["default"])
+    try:
+        ping(300)
+    except ZeroDivisionError:
+        record = logging.makeLogRecord({"msg": "failed", "exc_info": sys.exc_info()})
+    record.request_id = "-"
+
+    logged = formatter.format(record)
+
+    traceback = json.loads(logged)["exc_info"] if log_format == "json" else logged
+    assert "ZeroDivisionError" in traceback
+    assert traceback.count("File ") == TRACEBACK_FRAMES

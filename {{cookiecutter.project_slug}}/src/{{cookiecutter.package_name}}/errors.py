@@ -4,9 +4,11 @@ connection that stays open. ``ConflictError``: 409. A SQLAlchemy error, by what
 was read), 503 with ``Retry-After`` for what can pass later (logged in one line: the
 failure, the error's class and code, no SQL values), else 500. 405 names every method of
 the path in ``Allow``; 413 comes before the body is read; a 422 repeats the request's
-input (``NaN`` and ``1e99999`` as text). Any other exception: 500, logged with its traceback.
+input, cut short (``NaN`` and ``1e99999`` as text). Any other exception: 500, logged
+with its traceback.
 """
 
+import itertools
 import json
 import logging
 import math
@@ -91,20 +93,31 @@ async def _http_error(request: Request, failed: Exception) -> Response:
 
 async def _invalid_request(_request: Request, invalid: Exception) -> JSONResponse:
     errors = cast(RequestValidationError, invalid).errors()
+    echoed = [{**e, "input": _echo(e["input"])} if "input" in e else e for e in errors]
     return AsciiJSONResponse(
-        {"detail": _as_json(jsonable_encoder(errors))},
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        {"detail": jsonable_encoder(echoed)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
     )
 
 
-def _as_json(value: Any) -> Any:
-    """``value`` with every number JSON cannot carry (NaN, infinities) as its text."""
+# A 422 repeats a refused input this deep, this many items, this many characters: all of
+# a body nested 900 deep would be a 500 (Python's recursion limit), a large one larger.
+_ECHO_DEPTH, _ECHO_ITEMS, _ECHO_CHARACTERS = 4, 10, 100
+
+
+def _echo(value: Any, depth: int = 0) -> Any:
+    """``value`` as a 422 repeats it: cut short ("..."), NaN and the infinities as text."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value).replace("inf", "Infinity").replace("nan", "NaN")
+    if isinstance(value, str) and len(value) > _ECHO_CHARACTERS:
+        return value[:_ECHO_CHARACTERS] + "..."
+    if isinstance(value, dict | list) and depth == _ECHO_DEPTH:
+        return "..."
     if isinstance(value, dict):
-        return {key: _as_json(item) for key, item in value.items()}
+        shown = itertools.islice(value.items(), _ECHO_ITEMS)
+        return {_echo(key): _echo(item, depth + 1) for key, item in shown}
     if isinstance(value, list):
-        return [_as_json(item) for item in value]
+        cut = ["..."] if len(value) > _ECHO_ITEMS else []
+        return [_echo(item, depth + 1) for item in value[:_ECHO_ITEMS]] + cut
     return value
 
 

@@ -8,10 +8,11 @@ promises, and refuse the rest with a 422, as pydantic's strict ones do (``Strict
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, GetCoreSchemaHandler, WithJsonSchema
 
 # Text the database can store: no NUL (and pydantic refuses unpaired surrogates).
 STORABLE_TEXT = r"^[^\x00]*$"
@@ -22,15 +23,24 @@ _INVISIBLE = r"\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2
 NAME_TEXT = rf"^[^{_INVISIBLE}]*[^{_INVISIBLE}\s][^{_INVISIBLE}]*$"
 
 
-def _one_spelling(value: str) -> str:
-    # Unicode's composed form (NFC: "Café" typed either way), without surrounding whitespace.
-    return unicodedata.normalize("NFC", value).strip()
+@dataclass(frozen=True)
+class UniqueName:
+    """``Annotated[str, UniqueName(max_length=100)]``: text that names something uniquely,
+    stored in one spelling (NFC, stripped) so that a unique constraint sees look-alikes as
+    one name; control and invisible characters refused. Its length is counted as sent (the
+    schema's maxLength) and as stored, which composing can lengthen."""
 
+    max_length: int
 
-UniqueName = Annotated[str, Field(pattern=NAME_TEXT), AfterValidator(_one_spelling)]
-"""Text that names something uniquely: stored in one spelling, so that a unique
-constraint sees look-alikes as the same name — composed (NFC) and stripped of
-surrounding whitespace; control and invisible characters refused."""
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        sent = Annotated[str, Field(min_length=1, max_length=self.max_length, pattern=NAME_TEXT)]
+        return AfterValidator(self._one_spelling).__get_pydantic_core_schema__(sent, handler)
+
+    def _one_spelling(self, value: str) -> str:
+        stored = unicodedata.normalize("NFC", value).strip()
+        if len(stored) > self.max_length:
+            raise ValueError(f"composed (NFC), it is longer than {self.max_length} characters")
+        return stored
 
 
 def _json_integer(value: Any) -> Any:

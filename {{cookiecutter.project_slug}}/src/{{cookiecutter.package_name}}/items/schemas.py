@@ -8,7 +8,7 @@ from pydantic.json_schema import SkipJsonSchema
 from ..fields import STORABLE_TEXT, UniqueName
 from .models import NAME_MAX_LENGTH
 
-Name = Annotated[UniqueName, Field(min_length=1, max_length=NAME_MAX_LENGTH, examples=["Widget"])]
+Name = Annotated[str, UniqueName(max_length=NAME_MAX_LENGTH), Field(examples=["Widget"])]
 Description = Annotated[
     str | None, Field(max_length=10_000, pattern=STORABLE_TEXT, examples=["A small widget."])
 ]
