@@ -4,13 +4,17 @@ Schemathesis generates requests from the document — valid and invalid ones,
 single calls and sequences of them — and checks every answer: no 5xx, only
 documented statuses and bodies, valid data accepted, invalid data refused.
 The application runs in uvicorn on the test database; the examples per
-operation are bounded in ``schemathesis.toml``.
+operation are bounded in ``schemathesis.toml``. Every run tries the same examples
+(derandomized), so a result never depends on luck; ``make fuzz`` searches anew with
+ten times as many, and each failure it finds becomes a fixed example in a test.
 """
 
 import asyncio
+import os
 import signal
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 {% if cookiecutter.idempotency_keys %}
 from uuid import uuid4
 {% endif %}
@@ -18,6 +22,7 @@ from uuid import uuid4
 import pytest
 import schemathesis
 from hypothesis import settings
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from {{ cookiecutter.package_name }}.db.engine import build_engine
 {% if cookiecutter.idempotency_keys %}
@@ -30,6 +35,10 @@ from .support import empty_tables, settings_for, start_server
 
 # The document as the application publishes it at /openapi.json.
 schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).openapi())
+SEARCH = os.environ.get("CONTRACT_SEARCH") == "1"  # make fuzz
+EXAMPLES = settings(derandomize=True) if not SEARCH else settings(max_examples=200)
+# An answer as the document declares it, for a request that is meant to be refused.
+DECLARED = [status_code_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +71,7 @@ def as_a_client_would_send(case: schemathesis.Case[Any]) -> None:
 
 {% endif %}
 @schema.parametrize()
+@EXAMPLES
 def test_every_operation_keeps_its_promises(case: schemathesis.Case[Any], served: str) -> None:
 {% if cookiecutter.idempotency_keys %}
     as_a_client_would_send(case)
@@ -79,4 +89,42 @@ def test_sequences_of_calls_keep_their_promises(served: str) -> None:
             as_a_client_would_send(case)
 {% endif %}
 
-    Workflow.run(settings=settings(max_examples=10, stateful_step_count=6, deadline=None))
+    steps = settings(EXAMPLES, max_examples=200 if SEARCH else 10, stateful_step_count=6)
+    Workflow.run(settings=settings(steps, deadline=None))
+
+
+def test_next_links_and_made_up_ones_get_declared_answers(served: str) -> None:
+    """The pages a client walks by their next links, and an ``after`` it makes up."""
+    create, listing = schema["/items"]["POST"], schema["/items"]["GET"]
+    for n in range(3):
+        assert create.Case(body={"name": f"walked-{n}"}).call(base_url=served).status_code == 201
+    query: dict[str, Any] | None = {"limit": 1}
+    pages = 0
+    while query is not None:
+        case = listing.Case(query=query)
+        response = case.call(base_url=served)
+        case.validate_response(response)
+        pages += 1
+        link = response.json()["next"]
+        query = dict(parse_qsl(urlsplit(link).query)) if link else None
+    assert pages >= 3
+    for after in ["-1", "1.5", "not-an-id", "9" * 30]:
+        case = listing.Case(query={"after": after})
+        response = case.call(base_url=served)
+        assert response.status_code == 422
+        case.validate_response(response, checks=DECLARED)
+{% if cookiecutter.idempotency_keys %}
+
+
+def test_a_key_sent_again_with_another_request_gets_the_declared_422(served: str) -> None:
+    create = schema["/items"]["POST"]
+    key = str(uuid4())
+    first = create.Case(body={"name": f"first-{key}"}, headers={HEADER: key})
+    assert first.call(base_url=served).status_code == 201
+
+    again = create.Case(body={"name": f"again-{key}"}, headers={HEADER: key})
+    response = again.call(base_url=served)
+
+    assert response.status_code == 422
+    again.validate_response(response, checks=DECLARED)
+{% endif %}

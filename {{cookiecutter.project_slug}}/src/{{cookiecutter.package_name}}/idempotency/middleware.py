@@ -89,6 +89,16 @@ PARAMETER = {
 }
 
 
+# The 422 in the shape the document declares for every 422: a list of validation errors.
+_REUSED = [
+    {
+        "type": "idempotency_key_reused",
+        "loc": ["header", HEADER],
+        "msg": f"This {HEADER} was sent before with a different request.",
+    }
+]
+
+
 class _AnswerReplacedError(Exception):
     """Stops the application's response after an error response went out instead."""
 
@@ -289,10 +299,7 @@ def _replay(
     earlier: StoredAnswer, fingerprint: str
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     if earlier.fingerprint != fingerprint or earlier.status is None:
-        return error(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"This {HEADER} was sent before with a different request.",
-        )
+        return error(status.HTTP_422_UNPROCESSABLE_CONTENT, _REUSED)
     headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in earlier.headers or []]
     headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
 
