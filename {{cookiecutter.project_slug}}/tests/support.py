@@ -13,13 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-{% if is_pg and not is_async %}
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-{% else %}
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-{% endif %}
 from pathlib import Path
 from typing import Any{{ ", Self" if is_pg }}
 
@@ -29,10 +24,10 @@ from fastapi import FastAPI
 from httpx2 import ASGITransport, AsyncClient
 {% if is_async %}
 {% if is_pg %}
-from sqlalchemy import TextClause, delete, make_url, select, text
+from sqlalchemy import TextClause, delete, event, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 {% else %}
-from sqlalchemy import TextClause, delete, make_url, select
+from sqlalchemy import TextClause, delete, event, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 {% endif %}
 {% elif is_pg %}
@@ -42,12 +37,13 @@ from sqlalchemy import (
     TextClause,
     create_engine,
     delete,
+    event,
     make_url,
     select,
     text,
 )
 {% else %}
-from sqlalchemy import Engine, TextClause, delete, make_url, select
+from sqlalchemy import Engine, TextClause, delete, event, make_url, select
 {% endif %}
 
 from {{ cookiecutter.package_name }}.db.base import Base
@@ -175,6 +171,28 @@ def of_this_worker(url: str) -> str:
     finally:
         {{ cookiecutter.__await }}server.dispose()
 {% endif %}
+
+
+# What a request asks of the database; BEGIN, SAVEPOINT, COMMIT and the like are not counted.
+QUERIES = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
+
+
+@contextmanager
+def statements_sent(app: FastAPI) -> Iterator[list[str]]:
+    """The queries ``app`` sends to its database in the block, in order: a test holds a
+    request to a number of them (a page costs the same whatever its size; no N+1)."""
+    sent: list[str] = []
+    engine = app.state.database.engine{{ ".sync_engine" if is_async }}
+
+    def record(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(QUERIES):
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 async def items_listed(client: AsyncClient) -> int:

@@ -21,6 +21,8 @@ from {{ cookiecutter.package_name }} import paging
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.settings import Settings
 
+from .support import statements_sent
+
 
 async def stored_names(connection: {{ Conn }}) -> list[str]:
     return list({{ cookiecutter.__await }}connection.scalars(select(Item.name).order_by(Item.name)))
@@ -105,13 +107,35 @@ async def test_name_of_100_characters_is_accepted(client: AsyncClient) -> None:
     assert len(item["name"]) == 100
 
 
-async def test_get_returns_the_item(client: AsyncClient) -> None:
+async def test_get_returns_the_item_in_one_statement(app: FastAPI, client: AsyncClient) -> None:
     item = await create(client, "Widget", "Small")
 
-    response = await client.get(f"/items/{item['id']}")
+    with statements_sent(app) as sent:
+        response = await client.get(f"/items/{item['id']}")
 
     assert response.status_code == 200
     assert response.json() == item
+    assert len(sent) == 1
+
+
+async def test_an_item_is_answered_with_its_history_in_two_statements(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    item = await create(client, "Widget")
+    counts = []
+    for n in range(1, 4):
+        changed = await client.patch(f"/items/{item['id']}", json={"description": f"v{n}"})
+        assert changed.status_code == 200
+        with statements_sent(app) as sent:
+            response = await client.get(f"/items/{item['id']}/history")
+        counts.append(len(sent))
+
+        assert response.status_code == 200
+        history = response.json()
+        assert history["description"] == f"v{n}"
+        assert [event["action"] for event in history["events"]] == ["updated"] * n
+    assert counts == [2, 2, 2]  # the item, then all its events at once: never one per event
+    assert (await client.get("/items/999999/history")).status_code == 404
 
 
 async def test_get_unknown_item_is_404(client: AsyncClient) -> None:
@@ -153,6 +177,20 @@ async def test_a_page_exactly_full_has_no_next_page_after_it(client: AsyncClient
     pages = await pages_of(client, "/items?limit=2")
 
     assert [page["items"] for page in pages] == [created[:2], created[2:]]
+
+
+async def test_a_page_costs_the_same_statements_whatever_its_size(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    response = await client.post("/items/bulk", json=[{"name": f"item-{n}"} for n in range(20)])
+    assert response.status_code == 201
+    counts = {}
+    for query in ["limit=1", "limit=20", "limit=20&total=true"]:
+        with statements_sent(app) as sent:
+            assert (await client.get(f"/items?{query}")).status_code == 200
+        counts[query] = len(sent)
+
+    assert counts == {"limit=1": 1, "limit=20": 1, "limit=20&total=true": 2}
 
 
 async def test_list_of_nothing(client: AsyncClient) -> None:

@@ -29,6 +29,24 @@ def test_every_model_lives_in_a_models_module() -> None:
     }
     assert elsewhere == {}, "move these models into a models module (see db/models.py)"
     assert f"{SERVICE_PACKAGE}.items.models" in found
+
+
+def test_every_relationship_says_how_it_loads() -> None:
+    """Loaded lazily, the default, a relationship is queried when an answer reads it: as
+    the answer is serialized, after the unit of work (MissingGreenlet on async; on sync
+    a query per object, unseen). Say how each loads, in every model, yours too."""
+    import_models()
+    relationships = {
+        f"{mapper.class_.__name__}.{relationship.key}": relationship.lazy
+        for mapper in Base.registry.mappers
+        for relationship in mapper.relationships
+    }
+    lazy = [name for name, loading in relationships.items() if loading in ("select", True)]
+    assert lazy == [], (
+        "declare how these load: relationship(..., lazy='raise') and a selectinload() in the"
+        " repository query whose answer needs it, or lazy='selectin' to load it always"
+    )
+    assert relationships["Item.events"] == "raise"
 {% if is_pg %}
 
 

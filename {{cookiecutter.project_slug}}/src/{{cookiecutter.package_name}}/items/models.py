@@ -2,8 +2,8 @@
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Text, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db.base import Base
 from ..db.types import BigId, IdKey
@@ -21,6 +21,14 @@ class Item(Base):
     description: Mapped[str | None] = mapped_column(Text)
     # Counts the item's changes; every UPDATE checks it was not changed meanwhile.
     version: Mapped[int] = mapped_column()
+    # What happened to it, oldest first. Loaded where an answer needs it (the repository's
+    # selectinload); lazy="raise" refuses a query of it anywhere else.
+    events: Mapped[list["ItemEvent"]] = relationship(
+        primaryjoin="Item.id == foreign(ItemEvent.item_id)",
+        order_by="ItemEvent.id",
+        lazy="raise",
+        viewonly=True,
+    )
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy's declarative form)
 
@@ -35,4 +43,4 @@ class ItemEvent(Base):
     id: Mapped[IdKey]
     item_id: Mapped[int] = mapped_column(BigId, index=True)
     action: Mapped[str] = mapped_column(String(20))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    at: Mapped[datetime] = mapped_column(server_default=func.now())  # in UTC (db/base.py)

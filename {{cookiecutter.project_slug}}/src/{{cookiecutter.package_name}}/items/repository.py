@@ -1,7 +1,8 @@
 {% set is_async = cookiecutter.driver == "async" %}
 """Storage of items, the only module that writes SQL for them: reads are ``select(Item)``
-built once with bound parameters, creates one ``INSERT ... RETURNING``; changes load the
-item locked, flush at once (the version check) and record an ``ItemEvent`` with it.
+built once with bound parameters, loading what the answer nests; creates one ``INSERT
+... RETURNING``; changes load the item locked, flush at once (the version check) and
+record an ``ItemEvent`` with it.
 """
 
 from collections.abc import Iterator, Sequence
@@ -12,8 +13,9 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 {% if is_async %}
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 {% else %}
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 {% endif %}
 
 from ..db.engine import is_unique_violation
@@ -23,6 +25,7 @@ from .models import Item, ItemEvent
 from .schemas import ItemCreate, ItemUpdate
 
 _BY_ID = select(Item).where(Item.id == bindparam("item_id"))
+_WITH_EVENTS = _BY_ID.options(selectinload(Item.events))
 _PAGE = select(Item).where(Item.id > bindparam("after")).order_by(Item.id).limit(bindparam("limit"))
 _COUNT = select(func.count()).select_from(select(Item.id).limit(bindparam("up_to")).subquery())
 
@@ -36,6 +39,10 @@ class ItemRepository:
 
     {{ cookiecutter.__async }}def get(self, item_id: int) -> Item | None:
         return ({{ cookiecutter.__await }}self.session.scalars(_BY_ID, {"item_id": item_id})).one_or_none()
+
+    {{ cookiecutter.__async }}def get_with_events(self, item_id: int) -> Item | None:
+        """The item and its events: two statements, however many events there are."""
+        return ({{ cookiecutter.__await }}self.session.scalars(_WITH_EVENTS, {"item_id": item_id})).one_or_none()
 
     {{ cookiecutter.__async }}def get_to_change(self, item_id: int) -> Item | None:
         """The item, locked until the transaction ends: a concurrent change waits its turn."""

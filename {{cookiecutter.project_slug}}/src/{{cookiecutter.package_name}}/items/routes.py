@@ -10,7 +10,7 @@ from ..paging import Page, PageQuery
 from ..session import SessionDep
 from .models import Item
 from .repository import ItemRepository
-from .schemas import ItemCreate, ItemRead, ItemUpdate
+from .schemas import ItemCreate, ItemHistory, ItemRead, ItemUpdate
 from .tasks import announce_change
 
 router = APIRouter(prefix="/items", tags=["items"])
@@ -49,6 +49,15 @@ router = APIRouter(prefix="/items", tags=["items"])
     if item is None:
         raise not_found(f"Item {item_id}")
     response.headers["ETag"] = etag(item.version)
+    return item
+
+
+@router.get("/{item_id:id}/history", response_model=ItemHistory)
+{{ cookiecutter.__async }}def get_item_history(item_id: Id, session: SessionDep) -> Item:
+    """The item and what happened to it, oldest first."""
+    item = {{ cookiecutter.__await }}ItemRepository(session).get_with_events(item_id)
+    if item is None:
+        raise not_found(f"Item {item_id}")
     return item
 
 

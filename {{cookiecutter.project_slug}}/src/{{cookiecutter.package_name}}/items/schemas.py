@@ -1,5 +1,6 @@
 """What the API accepts and returns for items."""
 
+from datetime import datetime
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -43,3 +44,16 @@ class ItemRead(BaseModel):
     id: int
     name: str
     description: str | None
+
+
+class ItemEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    action: str
+    at: datetime
+
+
+class ItemHistory(ItemRead):
+    """An item with what happened to it, oldest first."""
+
+    events: list[ItemEventRead]
