@@ -19,6 +19,7 @@ connections run out, and what its session work can see.
 """
 
 import asyncio
+import logging
 {{ "import socket" if is_pg else "import sqlite3" }}
 import threading
 import time
@@ -44,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from {{ cookiecutter.package_name }}.db.unit import Database
 from {{ cookiecutter.package_name }}.items.models import Item, ItemEvent
+from {{ cookiecutter.package_name }}.items.schemas import ItemHistory
 from {{ cookiecutter.package_name }}.session import SessionDep
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -131,6 +133,13 @@ def install_test_routes(app: FastAPI, hold: Hold) -> None:
 
         return StreamingResponse(body())
 
+    @app.post("/test/answer-what-was-not-loaded", status_code=201, response_model=ItemHistory)
+    {{ cookiecutter.__async }}def answer_what_was_not_loaded(session: SessionDep) -> Item:
+        item = Item(name="not loaded")
+        session.add(item)
+        {{ cookiecutter.__await }}session.flush()
+        return item  # its events were never loaded
+
     @app.get("/test/missing-file")
     {{ cookiecutter.__async }}def missing_file() -> None:
         raise FileNotFoundError("/no/such/file")
@@ -171,6 +180,20 @@ async def test_a_change_and_its_record_are_stored_together(
         (created.json()["id"], "deleted"),
         (taken.json()["id"], "deleted"),
     ]
+
+
+async def test_an_answer_that_reads_what_was_not_loaded_is_a_500_naming_it(
+    committed_client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await committed_client.post("/test/answer-what-was-not-loaded")
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error."}
+    [logged] = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert "events" in logged.getMessage()
+    assert "selectinload" in logged.getMessage()  # the remedy
+    assert logged.exc_info is None  # one line, no traceback
+    assert (await committed_client.get("/items")).json()["items"] == []  # nothing stored
 
 
 async def test_the_request_session_refuses_use_after_the_request_ended(

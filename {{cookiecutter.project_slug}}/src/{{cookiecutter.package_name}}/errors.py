@@ -17,8 +17,9 @@ from typing import Any, cast
 from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -151,6 +152,21 @@ class BodyLimitMiddleware(ASGIMiddleware):
         await self.app(scope, counting_receive, send)
 
 
+_NOT_LOADED = (
+    "%s %s answered what its unit of work had not loaded (%s): load it in the repository's"
+    " query (selectinload) and say how the relationship loads (lazy=...); see the README"
+)
+
+
+def _not_loaded(failed: Exception) -> str:
+    """The attributes an answer could not read from a model (a load too late: lazy="raise",
+    MissingGreenlet, a closed session), as ``loc: message``; empty for any other error."""
+    if not isinstance(failed, ValidationError | ResponseValidationError):
+        return ""
+    unread = [e for e in failed.errors() if e["type"] == "get_attribute_error"]
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in unread)
+
+
 class UnexpectedErrorMiddleware(ASGIMiddleware):
     """Answers an exception nothing else handled with a JSON 500, and logs it once
     (Starlette's answers in plain text and re-raises: the server closes the connection)."""
@@ -165,10 +181,13 @@ class UnexpectedErrorMiddleware(ASGIMiddleware):
 
         try:
             await self.app(scope, receive, watching_send)
-        except Exception:
+        except Exception as failed:
             if started:
                 raise  # half a response went out: the server logs it and closes the connection
-            logger.exception("Unexpected error in %s %s", scope["method"], scope["path"])
+            if unread := _not_loaded(failed):
+                logger.error(_NOT_LOADED, scope["method"], scope["path"], unread)
+            else:
+                logger.exception("Unexpected error in %s %s", scope["method"], scope["path"])
             answer = error(status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error.")
             await answer(scope, receive, send)
 
