@@ -63,6 +63,12 @@ async def test_metrics_count_requests_by_method_route_and_status(client: AsyncCl
     assert grew("http_requests_total", route="<unmatched>", status="404") == 1
     assert grew("http_requests_total", method="OTHER", route="/items", status="405") == 1
 
+    # Each request's statements: 3 requests, at least one SELECT each; none for a 405.
+    route = {"method": "GET", "route": "/items/{item_id}"}
+    assert grew("http_request_db_statements_count", **route) == 3
+    assert grew("http_request_db_statements_sum", **route) >= 3
+    assert grew("http_request_db_statements_sum", method="OTHER", route="/items") == 0
+
 
 async def test_the_api_documents_are_counted_as_themselves(client: AsyncClient) -> None:
     before = await scrape(client)

@@ -132,6 +132,26 @@ async def test_the_middleware_reports_each_answer_as_the_client_got_it(
 {% endif %}
 
 
+async def test_the_access_line_counts_the_statements_each_request_sent(
+    committed_client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    created = await committed_client.post("/items", json={"name": "Counted"})
+    item = f"/items/{created.json()['id']}"
+    access = "{{ cookiecutter.package_name }}.access"
+
+    with caplog.at_level(logging.INFO, logger=access):
+        await committed_client.get(item)
+        await committed_client.get(f"{item}/history")
+        await committed_client.get("/health")
+
+    get, history, health = [record for record in caplog.records if record.name == access]
+    sent = [vars(record)["statements"] for record in (get, history, health)]
+    assert sent[0] > 0
+    assert sent[1] == sent[0] + 1  # its events, in one more
+    assert sent[2] == 0
+    assert get.getMessage().endswith(f" sql={sent[0]}")
+
+
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_every_log_line_of_a_request_carries_its_id(log_format: str, tmp_path: Path) -> None:
     # The database is unreachable: the request logs a warning before the access line.
@@ -163,6 +183,7 @@ def test_every_log_line_of_a_request_carries_its_id(log_format: str, tmp_path: P
         assert access["path"] == "/items/1"
         assert access["status"] == 503
         assert access["duration_ms"] > 0
+        assert access["statements"] == 0  # none reached the database
         assert any(record["message"] == "Application startup complete." for record in records)
         assert records[0]["level"] == "WARNING"
         assert records[0]["message"].startswith("DB_POOLSIZE is not a setting of this service")
@@ -175,7 +196,7 @@ def test_every_log_line_of_a_request_carries_its_id(log_format: str, tmp_path: P
         assert " WARNING [" in ours[0]
         assert "Database unavailable" in ours[0]
         assert re.search(
-            r" INFO    \[\w+\] {{ cookiecutter.package_name }}\.access: GET /items/\{item_id\} 503 [\d.]+ ms$",
+            r" INFO    \[\w+\] {{ cookiecutter.package_name }}\.access: GET /items/\{item_id\} 503 [\d.]+ ms sql=0$",
             ours[1],
         )
 

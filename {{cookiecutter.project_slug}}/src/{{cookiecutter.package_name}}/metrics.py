@@ -66,6 +66,13 @@ LATENCY = Histogram(
     "Time from a request's arrival to the last byte of its response",
     _LABELS,
 )
+# A route whose requests send more statements as its data grows is an N+1.
+STATEMENTS_SENT = Histogram(
+    "http_request_db_statements",
+    "Database statements a request sent before its response's last byte",
+    ("method", "route"),
+    buckets=(0, 1, 2, 3, 5, 10, 20, 50, 100),
+)
 {% if workers %}
 # In a multi-process server each worker writes its own values; a scrape sums
 # those of the workers still running.
@@ -167,10 +174,13 @@ def router(token: SecretStr | None) -> APIRouter:
 class MetricsMiddleware(AccessMiddleware):
     """The access log's middleware, counting each request in the metrics too."""
 
-    def report(self, scope: Scope, method: str, route: str, status: int, seconds: float) -> None:
-        super().report(scope, method, route, status, seconds)
+    def report(
+        self, scope: Scope, method: str, route: str, status: int, seconds: float, statements: int
+    ) -> None:
+        super().report(scope, method, route, status, seconds, statements)
         REQUESTS.labels(method, route, status).inc()
         LATENCY.labels(method, route, status).observe(seconds)
+        STATEMENTS_SENT.labels(method, route).observe(statements)
 
 
 def sample(database: Database) -> None:

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any{{ ", TypeVar" if cookiecutter.python_version == "3.11" }}
 
 from anyio import CancelScope{{ ", CapacityLimiter, to_thread" if not is_async }}
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 # How many statements a unit's connection has sent (see "A first statement...").
 _SENT = "statements_sent"
+# Where the work under way (a request: observability.py) counts the statements it sends.
+STATEMENTS: ContextVar[list[int] | None] = ContextVar("statements", default=None)
 {% if cookiecutter.python_version == "3.11" %}
 
 T = TypeVar("T")
@@ -209,6 +212,8 @@ def _connect(session: Session, options: dict[str, Any], deadline: float) -> None
 
 def _count_statement(connection: Connection, *_args: Any) -> None:
     connection.info[_SENT] = connection.info.get(_SENT, 0) + 1
+    if (counted := STATEMENTS.get()) is not None:
+        counted[0] += 1
 
 
 def _roll_back(session: Session) -> None:
