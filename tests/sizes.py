@@ -17,8 +17,8 @@ from .readme import update_readme
 
 # A setting in .env.example: NAME=value, or one left unset as "# NAME=value".
 SETTING = re.compile(r"^(?:# )?[A-Z][A-Z0-9_]*=", re.MULTILINE)
-# The bake with no wing that the README's aim is about: at most 1,850 lines under src/.
-AIM = ("postgresql-async-dependency", 1850)
+# The bake with no wing that the README's aim is about: at most 1,950 lines under src/.
+AIM = ("postgresql-async-dependency", 1950)
 
 
 def lines_under(folder: Path) -> int:

@@ -309,14 +309,16 @@ NUMBERS = dict(
             "ten",
             "eleven",
             "twelve",
+            "thirteen",
         ]
     )
 )
 
 
-def test_a_new_resource_takes_at_most_twelve_names_of_the_project(cookies: Cookies) -> None:
+def test_a_new_resource_takes_at_most_thirteen_names_of_the_project(cookies: Cookies) -> None:
     """What the walkthrough's resource imports from the rest of the project (``..`` in
-    its modules), counted: no more than twelve, as many as the README says."""
+    its modules), counted: no more than thirteen (twelve, and the item's schema that a
+    note's answer nests), as many as the README says."""
     readme = (bake(cookies) / "README.md").read_text()
     section = readme[readme.index("## Add a resource") : readme.index("## The API")]
     taken = set()
@@ -326,7 +328,7 @@ def test_a_new_resource_takes_at_most_twelve_names_of_the_project(cookies: Cooki
                 if isinstance(node, ast.ImportFrom) and node.level == 2:
                     taken |= {f"{node.module}.{alias.name}" for alias in node.names}
 
-    assert len(taken) <= 12, sorted(taken)
+    assert len(taken) <= 13, sorted(taken)
     assert f"It takes {NUMBERS[len(taken)]} names from the rest of the project." in " ".join(
         section.split()
     )
