@@ -134,6 +134,8 @@ async def test_an_item_is_answered_with_its_history_in_two_statements(
         history = response.json()
         assert history["description"] == f"v{n}"
         assert [event["action"] for event in history["events"]] == ["updated"] * n
+        # In UTC with its offset, on every database (the contract test found one without).
+        assert all(event["at"].endswith("Z") for event in history["events"])
     assert counts == [2, 2, 2]  # the item, then all its events at once: never one per event
     assert (await client.get("/items/999999/history")).status_code == 404
 

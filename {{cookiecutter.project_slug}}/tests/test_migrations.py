@@ -27,6 +27,9 @@ from pathlib import Path
 from time import monotonic
 {% endif %}
 from typing import Any
+{% if cookiecutter.database == "postgresql" %}
+from uuid import uuid4
+{% endif %}
 
 import pytest
 from alembic import command
@@ -281,8 +284,8 @@ def test_the_offline_sql_builds_what_the_models_describe(database_url: str) -> N
     script = offline_sql(database_url)
     assert script.index("SET LOCAL lock_timeout") < script.index("CREATE TABLE")
     assert script.index("SET LOCAL statement_timeout") < script.index("CREATE TABLE")
-    url = make_url(database_url)
-    empty = url.set(database=f"{url.database}_offline").render_as_string(False)
+    # A name of its own: the test database's, suffixed, could pass PostgreSQL's 63 bytes.
+    empty = make_url(database_url).set(database=f"offline_{uuid4().hex}").render_as_string(False)
     {{ "asyncio.run(create_database_if_missing(empty))" if is_async else "create_database_if_missing(empty)" }}
     try:
         {{ "asyncio.run(run_script(empty, script))" if is_async else "run_script(empty, script)" }}
