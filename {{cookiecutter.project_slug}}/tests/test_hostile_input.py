@@ -206,6 +206,27 @@ async def test_json_nested_to_any_depth_is_a_short_4xx_that_logs_nothing(
     assert await stored_items(connection) == 0
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        list(range(50_000)),  # wide
+        {f"key-{n}": n for n in range(20_000)},
+        "x" * 200_000,  # long (a name of 100 at most)
+        {"k" * 100_000: 0},  # a long key
+    ],
+    ids=["list", "object", "text", "key"],
+)
+async def test_a_wide_or_long_refused_value_is_repeated_cut_short(
+    client: AsyncClient, connection: {{ Conn }}, name: object
+) -> None:
+    response = await client.post("/items", json={"name": name})
+
+    assert response.status_code == 422
+    assert len(response.content) < 2_000
+    assert "..." in response.text  # cut, and saying so
+    assert await stored_items(connection) == 0
+
+
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
 async def test_an_id_of_more_digits_than_python_converts_names_no_item(
     client: AsyncClient, method: str

@@ -115,7 +115,8 @@ def _echo(value: Any, depth: int = 0) -> Any:
         return "..."
     if isinstance(value, dict):
         shown = itertools.islice(value.items(), _ECHO_ITEMS)
-        return {_echo(key): _echo(item, depth + 1) for key, item in shown}
+        echoed = {_echo(key): _echo(item, depth + 1) for key, item in shown}
+        return echoed | ({"...": "..."} if len(value) > _ECHO_ITEMS else {})
     if isinstance(value, list):
         cut = ["..."] if len(value) > _ECHO_ITEMS else []
         return [_echo(item, depth + 1) for item in value[:_ECHO_ITEMS]] + cut
