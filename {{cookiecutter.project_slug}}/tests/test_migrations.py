@@ -35,11 +35,22 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 {% if cookiecutter.database == "postgresql" %}
-from sqlalchemy import Connection, Integer, MetaData, Table, func, inspect, make_url, select, text
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Integer,
+    MetaData,
+    Table,
+    func,
+    inspect,
+    make_url,
+    select,
+    text,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 {% else %}
 from alembic.util import CommandError
-from sqlalchemy import Connection, Integer, MetaData, Table, func, inspect, select
+from sqlalchemy import JSON, Connection, Integer, MetaData, Table, func, inspect, select
 {% endif %}
 
 from {{ cookiecutter.package_name }}.db.engine import (
@@ -111,6 +122,8 @@ def sample(column: Any) -> Any:
     enums = getattr(column.type, "enums", None)
     if enums:
         return enums[n % len(enums)]
+    if isinstance(column.type, JSON):
+        return {"row": n}
     kind = column.type.python_type
     values: dict[type, Any] = {
         bool: n % 2 == 0,

@@ -59,7 +59,7 @@ def worker_app() -> FastAPI:
     return app
 
 
-def load_settings() -> Settings:
+def load_settings(prog: str = PROG) -> Settings:
     """The settings, checked before uvicorn starts (exit 1, one line per bad one);
     variables that look like misspelt settings are warned of, as log lines once
     the settings say how to write them."""
@@ -69,7 +69,7 @@ def load_settings() -> Settings:
     except ValidationError as error:
         lines = [f"warning: {line}" for line in typos]
         lines += [f"cannot start: {line}" for line in problems(error)]
-        sys.exit("\n".join(f"{PROG}: {line}" for line in lines))
+        sys.exit("\n".join(f"{prog}: {line}" for line in lines))
     logging.config.dictConfig(logging_config(settings))
     for line in typos:
         logging.getLogger(__package__).warning(line)

@@ -2,12 +2,13 @@
 {% set replicas = cookiecutter.read_replicas %}
 {% set in_middleware = cookiecutter.session_strategy == "middleware" %}
 {% set background = cookiecutter.metrics or keys or replicas %}
+{% set joined = background or cookiecutter.jobs %}
 {% set database_class = "ServiceDatabase" if keys and replicas else ("KeyedDatabase" if keys else ("ReplicatedDatabase" if replicas else "Database")) %}
 """The application: ``create_app()`` builds one.
 
 uvicorn calls it in each worker (``uvicorn --factory {{ cookiecutter.package_name }}.main:create_app``, as
 ``python -m {{ cookiecutter.package_name }}`` does): nothing is built, and no setting read, on import.
-{% if background %}
+{% if joined %}
 
 This is where the wings join the core: their middleware, routes, background
 tasks and the ``Database`` that begins and ends units of work.
@@ -35,6 +36,9 @@ from .errors import BodyLimitMiddleware, UnexpectedErrorMiddleware, install_erro
 from .http import HostMiddleware, SecurityHeadersMiddleware, declare_answers
 {% if keys %}
 from .idempotency import IdempotencyMiddleware, KeyedDatabase, document, purge_expired_keys
+{% endif %}
+{% if cookiecutter.jobs %}
+from .items.jobs import announce_changes
 {% endif %}
 from .items.routes import router as items_router
 {% if not cookiecutter.metrics %}
@@ -102,6 +106,9 @@ def middleware(settings: Settings) -> list[Middleware]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """An application for ``settings`` (by default: from the environment)."""
     settings = settings or get_settings()
+{% if cookiecutter.jobs %}
+    announce_changes()  # each item's change records its job (items/jobs.py)
+{% endif %}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

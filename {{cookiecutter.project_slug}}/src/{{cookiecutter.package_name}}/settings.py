@@ -11,10 +11,26 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+{% if cookiecutter.jobs %}
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+{% else %}
 from typing import Annotated, Any, Literal
+{% endif %}
 
-{% if cookiecutter.metrics %}
+{% if cookiecutter.metrics and cookiecutter.jobs %}
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+{% elif cookiecutter.metrics %}
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+{% elif cookiecutter.jobs %}
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 {% else %}
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 {% endif %}
@@ -56,6 +72,17 @@ def _of_this_variants_driver(url: str) -> str:
 
 
 DatabaseURL = Annotated[str, AfterValidator(_of_this_variants_driver)]
+{% if cookiecutter.jobs %}
+
+
+def _redis(url: str) -> str:
+    if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("is not a Redis URL; expected redis://, rediss:// or unix://")
+    return url
+
+
+RedisURL = Annotated[str, AfterValidator(_redis)]
+{% endif %}
 {% if cookiecutter.read_replicas %}
 
 
@@ -137,6 +164,29 @@ class Settings(BaseSettings):
     # Worker processes of `python -m`, each with a pool of its own (uvicorn reads it too).
     web_concurrency: int = Field(default=1, ge=1)
 {% endif %}
+{% if cookiecutter.jobs %}
+    # The jobs' broker (jobs/worker.py), and the prefix of the keys they use in it.
+    jobs_broker_url: RedisURL = "redis://localhost:6379/0"
+    jobs_namespace: str = Field(default=DATABASE_NAME, pattern=r"^[\w.:-]+$")
+    # Jobs a worker process handles at once, a thread each.
+    jobs_threads: int = Field(default=8, ge=1)
+    # Seconds between the relay's looks for due jobs, while it finds none.
+    jobs_relay_interval: float = Field(default=0.5, gt=0)
+    # Tries of a job before it is dead; seconds before the second, doubled at each next.
+    jobs_max_attempts: int = Field(default=5, ge=1)
+    jobs_backoff: float = Field(default=10.0, ge=0)
+    # Seconds a try may run before it counts as failed.
+    jobs_time_limit: float = Field(default=60.0, gt=0)
+    # Seconds after which a job sent and not handled is sent again (its message lost,
+    # its worker killed); longer than JOBS_TIME_LIMIT.
+    jobs_resend_after: float = Field(default=300.0, gt=0)
+    # Seconds a handled job stays in the outbox.
+    jobs_keep_handled: float = Field(default=7 * 24 * 60 * 60, gt=0)
+{% if cookiecutter.metrics %}
+    # The port a worker serves its metrics on (jobs/metrics.py).
+    jobs_metrics_port: int = Field(default=9191, ge=1, le=65535)
+{% endif %}
+{% endif %}
     # Connections and requests a worker serves at once; past it, uvicorn answers 503.
     web_max_concurrency: int = Field(default=1000, ge=1)
     # Seconds an idle keep-alive connection stays open.
@@ -146,6 +196,14 @@ class Settings(BaseSettings):
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(str.upper)
     ] = "INFO"
+{% if cookiecutter.jobs %}
+
+    @model_validator(mode="after")
+    def _resend_after_a_try_is_over(self) -> Self:
+        if self.jobs_resend_after <= self.jobs_time_limit:
+            raise ValueError("JOBS_RESEND_AFTER must be longer than JOBS_TIME_LIMIT")
+        return self
+{% endif %}
 
 
 def problems(error: ValidationError) -> list[str]:
