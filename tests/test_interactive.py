@@ -32,6 +32,7 @@ ANSWERS: dict[str, str] = {
     "pgbouncer": "y",
     "read_replicas": "no",
     "workers": "",  # accept the default: no
+    "jobs": "n",
 }
 
 

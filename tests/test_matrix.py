@@ -20,6 +20,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -371,24 +372,45 @@ def test_own_suite_passes_with_a_resource_added_as_the_readme_says(
     match = re.fullmatch(r"(\d+) passed(?:, (\d+) skipped)? in [\d.]+s(?: \([\d:]+\))?", summary)
     assert match, f"expected only passes, got: {summary}"
     if match.group(2):
-        # Only the PgBouncer, nginx and standby tests may skip, and only where their
-        # programs are not installed and CI is not set (under CI they fail instead).
-        skipped = set(re.findall(r"^SKIPPED \[\d+\] (\S+?):", output, re.M))
-        assert not os.environ.get("CI"), output
-        expected = {"tests/test_pgbouncer.py", "tests/test_proxy.py", "tests/test_replicas.py"}
-        assert skipped <= expected, output
-        if "tests/test_replicas.py" in skipped:
-            assert shutil.which("initdb") is None
-            assert not list(Path("/usr/lib/postgresql").glob("*/bin/pg_basebackup"))
-        for program, test in [
-            ("pgbouncer", "tests/test_pgbouncer.py"),
-            ("nginx", "tests/test_proxy.py"),
-        ]:
-            if test in skipped:
-                assert shutil.which(program) is None
-                assert not Path(f"/usr/sbin/{program}").exists()
+        assert_only_known_skips(output)
     record_property(f"matrix:{project.variant.id}:suite_passed", int(match.group(1)))
     assert int(match.group(1)) >= 50
+
+
+def assert_only_known_skips(output: str) -> None:
+    """Only the PgBouncer, nginx, standby and jobs tests may skip, and only where their
+    programs (or Redis) are missing and CI is not set (under CI they fail instead)."""
+    skipped = set(re.findall(r"^SKIPPED \[\d+\] (\S+?):", output, re.M))
+    assert not os.environ.get("CI"), output
+    expected = {
+        "tests/test_pgbouncer.py",
+        "tests/test_proxy.py",
+        "tests/test_replicas.py",
+        "tests/test_jobs.py",
+    }
+    assert skipped <= expected, output
+    if "tests/test_replicas.py" in skipped:
+        assert shutil.which("initdb") is None
+        assert not list(Path("/usr/lib/postgresql").glob("*/bin/pg_basebackup"))
+    for program, test in [
+        ("pgbouncer", "tests/test_pgbouncer.py"),
+        ("nginx", "tests/test_proxy.py"),
+    ]:
+        if test in skipped:
+            assert shutil.which(program) is None
+            assert not Path(f"/usr/sbin/{program}").exists()
+    if "tests/test_jobs.py" in skipped:
+        assert not redis_answers()
+
+
+def redis_answers() -> bool:
+    """Whether a Redis answers PING where the generated tests look (127.0.0.1:6379)."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=3) as redis:
+            redis.sendall(b"PING\r\n")
+            return redis.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def wing_tests(variant: Variant, wing: str) -> list[str]:
@@ -443,7 +465,11 @@ def test_a_wing_alone_type_checks_and_passes_its_own_tests(
     finally:
         if single.database == "postgresql":
             postgres.drop_database(name)
-    assert re.search(r"^\d+ passed in ", output.strip().splitlines()[-1], re.M), output
+    summary = output.strip().splitlines()[-1]
+    match = re.fullmatch(r"(\d+) passed(?:, (\d+) skipped)? in [\d.]+s(?: \([\d:]+\))?", summary)
+    assert match, output
+    if match.group(2):
+        assert_only_known_skips(output)
 
 
 class Load:

@@ -119,6 +119,7 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
         "reverse_proxy": {"proxy"},
         "pgbouncer": {"pgbouncer", "app-pgbouncer"},
         "read_replicas": {"standby", "app-standby"},
+        "jobs": {"redis", "worker"},
     }
     expected = {"migrate", "app"} | ({"db"} if variant.database == "postgresql" else set())
     for wing, names in wings.items():
@@ -149,13 +150,32 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
             assert_standby_profile(compose, variant)
         else:
             assert "configs" not in db
-            assert set(compose["volumes"]) == {"db-data"}
+            assert set(compose["volumes"]) - {"redis-data"} == {"db-data"}
         if not {"pgbouncer", "read_replicas"} & variant.wings:
             assert "configs" not in compose
     else:
         assert app["volumes"] == migrate["volumes"] == ["app-data:/data"]
         assert "app-data" in compose["volumes"]
         assert url.endswith(f":////data/{PACKAGE}.db")
+    if "jobs" in variant.wings:
+        assert_jobs(compose, url)
+
+
+def assert_jobs(compose: dict[str, Any], url: str) -> None:
+    """The worker runs from the service's image, on its database, after the migrations,
+    with Redis (pinned, checked, its queues on a volume) as its broker."""
+    services = compose["services"]
+    worker, redis = services["worker"], services["redis"]
+    assert worker["build"] == "."
+    assert worker["command"] == ["python", "-m", f"{PACKAGE}.jobs", "worker"]
+    assert worker["environment"] == {"DATABASE_URL": url, "JOBS_BROKER_URL": "redis://redis:6379/0"}
+    assert worker["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert worker["depends_on"]["redis"] == {"condition": "service_healthy"}
+    assert worker["healthcheck"] == {"disable": True}  # the image's checks the HTTP service
+    assert re.fullmatch(r"redis:\d+\.\d+-\w+", redis["image"]), "pin the redis image"
+    assert redis["volumes"] == ["redis-data:/data"]
+    assert "redis-data" in compose["volumes"]
+    assert "ping" in redis["healthcheck"]["test"]
 
 
 def assert_proxy(project: Path, proxy: dict[str, Any]) -> None:
@@ -293,8 +313,14 @@ def test_ci_workflow(baked: tuple[Variant, Path]) -> None:
         assert service["image"].startswith("postgres:")
         assert "pg_isready" in service["options"]
         assert job["env"]["TEST_DATABASE_URL"].endswith(f"/{PACKAGE}_test")
-    else:
-        assert "services" not in job
+    expected = {"postgres"} if variant.database == "postgresql" else set()
+    expected |= {"redis"} if "jobs" in variant.wings else set()
+    assert set(job.get("services", {})) == expected
+    if "jobs" in variant.wings:
+        redis = job["services"]["redis"]
+        assert re.fullmatch(r"redis:\d+\.\d+-\w+", redis["image"])
+        assert redis["ports"] == ["6379:6379"]  # where tests/test_jobs.py looks by default
+        assert "redis-cli ping" in redis["options"]
 
 
 def test_every_make_verb_is_listed_by_help_and_runs_through_uv(
