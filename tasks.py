@@ -11,6 +11,9 @@
                                             rows; write benchmarks/scale.{md,json,png} (needs wrk)
     python3 tasks.py instructions [ARGS...] where a GET by id's work goes, in instructions counted
                                             by callgrind; write benchmarks/instructions.{md,json}
+    python3 tasks.py jobs [ARGS...]         what recording a job costs a PATCH, and jobs per second
+                                            through one worker; write benchmarks/jobs.{md,json}
+                                            (needs wrk and Redis)
     python3 tasks.py contention [ARGS...]   40 clients creating, reading and updating the same
                                             20 rows of each SQLite variant (needs wrk)
     python3 tasks.py lock [--upgrade]       re-lock the generated projects' uv.lock files, kept
@@ -110,7 +113,7 @@ def demo(output_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    benchmarks = {"bench": "run", "scale": "scale", "instructions": "instructions"}
+    benchmarks = {"bench": "run", "scale": "scale", "instructions": "instructions", "jobs": "jobs"}
     if not argv or argv[0] not in {"test", "demo", "contention", "lock", "sizes", *benchmarks}:
         print(__doc__, file=sys.stderr)
         return 2
