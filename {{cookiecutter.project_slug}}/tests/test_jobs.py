@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -205,10 +206,9 @@ async def test_a_job_the_broker_did_not_take_stays_to_send(
     try:
         item = (await committed_client.post("/items", json={"name": "lamp"})).json()
         await committed_client.patch(f"/items/{item['id']}", json={"description": "red"})
-        relaying = asyncio.create_task(runtime.relay())
+        await runtime.start_relaying()
         await asyncio.sleep(0.5)
-        relaying.cancel()
-        await asyncio.gather(relaying, return_exceptions=True)
+        await runtime.stop_relaying()
         (job,) = await jobs_of(runtime.database)
     finally:
         await runtime.database.dispose()
@@ -266,8 +266,24 @@ class Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env, self.log = env, log
         self.process: subprocess.Popen[bytes] | None = None
+        # Held while a process starts: one a failed test's thread was starting is
+        # killed once it has started, never left running on the next test's database.
+        self.starting = threading.Lock()
+        self.closed = False
 
     def start(self) -> None:
+        with self.starting:
+            assert not self.closed, "the test is over"
+            self._start()
+
+    def close(self) -> None:
+        """Kill the process, and any that a start under way brings."""
+        with self.starting:
+            self.closed = True
+            if self.process is not None and self.process.poll() is None:
+                self.stop(signal.SIGKILL)
+
+    def _start(self) -> None:
         started = self.log.read_text().count("Worker started") if self.log.exists() else 0
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
@@ -314,10 +330,9 @@ def running(
         jobs.start()
         yield f"http://127.0.0.1:{port}", jobs
     finally:
+        jobs.close()
         server.terminate()
         server.wait(timeout=30)
-        if jobs.process is not None and jobs.process.poll() is None:
-            jobs.stop(signal.SIGKILL)
 
 
 async def change_items(base_url: str, writes: int, clients: int = 16) -> dict[int, int]:

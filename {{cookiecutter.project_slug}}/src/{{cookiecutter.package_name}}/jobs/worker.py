@@ -21,6 +21,7 @@ import logging
 import signal
 import threading
 from collections.abc import Coroutine, Sequence
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
@@ -57,6 +58,7 @@ class Runtime(Middleware):
         self.settings = settings
         self.database = Database(settings)
         self.relaying: asyncio.Task[None] | None = None
+        self.stopping = asyncio.Event()
         self.actor = dramatiq.actor(
             actor_name="run_job",
             queue_name=QUEUE,
@@ -66,10 +68,10 @@ class Runtime(Middleware):
         )(self.handle)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._on_loop(self._start_relaying())
+        self._on_loop(self.start_relaying())
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        self._on_loop(self._stop_relaying())
+        self._on_loop(self.stop_relaying())
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._on_loop(self.database.dispose())
@@ -80,20 +82,22 @@ class Runtime(Middleware):
             raise RuntimeError("no event loop: the AsyncIO middleware comes before the runtime")
         thread.run_coroutine(coroutine)
 
-    async def _start_relaying(self) -> None:
+    async def start_relaying(self) -> None:
         self.relaying = asyncio.create_task(self.relay())
 
-    async def _stop_relaying(self) -> None:
+    async def stop_relaying(self) -> None:
+        """Once the relay's unit of work under way has ended: none is cut short, so none
+        is left holding its connection (or SQLite's write lock)."""
+        self.stopping.set()
         if self.relaying is not None:
-            self.relaying.cancel()
-            await asyncio.gather(self.relaying, return_exceptions=True)
+            await self.relaying
 
     async def relay(self) -> None:
-        """Send due jobs until cancelled; a failure is logged and tried again."""
+        """Send due jobs until stopped; a failure is logged and tried again."""
         database, settings = self.database, self.settings
         due = partial(outbox.due, limit=RELAY_BATCH, resend_after=settings.jobs_resend_after)
         purged_at = 0.0
-        while True:
+        while not self.stopping.is_set():
             sent: Sequence[int] = ()
             try:
                 async with database.open_session(name="relay") as session:
@@ -107,7 +111,8 @@ class Runtime(Middleware):
                 logger.warning("Jobs not relayed: %s: %s", type(error).__name__, error)
                 sent = ()  # none was: wait before the next try
             if len(sent) < RELAY_BATCH:
-                await asyncio.sleep(settings.jobs_relay_interval)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), settings.jobs_relay_interval)
 
     def _send(self, job_ids: Sequence[int]) -> None:
         for job_id in job_ids:
