@@ -100,7 +100,12 @@ COMBINATIONS = [
 ]
 # Where each wing is checked alone (type-checked, its own tests run): one variant of
 # each driver, spread over the variants so that each matrix job takes about as many;
-# the jobs wing, whose handlers differ by driver and database, in every variant.
+# the jobs wing, whose handlers differ by driver and database, and the tracing wing,
+# whose spans follow a unit of work into each driver's threads or greenlets, in every
+# variant.
+EVERY_VARIANT = tuple(
+    "-".join(combo) for combo in itertools.product(*(COOKIECUTTER[axis] for axis in AXES))
+)
 ALONE: dict[str, tuple[str, ...]] = {
     "metrics": ("sqlite-async-dependency", "sqlite-sync-middleware"),
     "idempotency_keys": ("sqlite-async-middleware", "sqlite-sync-dependency"),
@@ -108,9 +113,8 @@ ALONE: dict[str, tuple[str, ...]] = {
     "pgbouncer": ("postgresql-async-dependency", "postgresql-sync-middleware"),
     "read_replicas": ("postgresql-async-middleware", "postgresql-sync-dependency"),
     "workers": ("postgresql-async-dependency", "postgresql-sync-middleware"),
-    "jobs": tuple(
-        "-".join(combo) for combo in itertools.product(*(COOKIECUTTER[axis] for axis in AXES))
-    ),
+    "jobs": EVERY_VARIANT,
+    "tracing": EVERY_VARIANT,
 }
 
 # The longest names and texts the pre-generation hook accepts.

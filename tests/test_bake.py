@@ -206,6 +206,7 @@ def test_the_wings_are_the_yes_no_prompts_and_postgresql_only_ones_are_named() -
         "read_replicas",
         "workers",
         "jobs",
+        "tracing",
     )
     assert all(COOKIECUTTER[wing] is False for wing in WINGS)  # off unless chosen
     assert set(MANIFEST["postgresql_only"]) == {"pgbouncer", "read_replicas"}

@@ -33,6 +33,7 @@ ANSWERS: dict[str, str] = {
     "read_replicas": "no",
     "workers": "",  # accept the default: no
     "jobs": "n",
+    "tracing": "yes",
 }
 
 

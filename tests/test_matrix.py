@@ -418,7 +418,7 @@ def wing_tests(variant: Variant, wing: str) -> list[str]:
     return [
         target
         for target, answers in MANIFEST["only"].items()
-        if target.startswith("tests/")
+        if target.startswith("tests/test_")
         and wing in answers
         and all(variant.context[prompt] == answer for prompt, answer in answers.items())
     ]

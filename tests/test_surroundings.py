@@ -120,6 +120,7 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
         "pgbouncer": {"pgbouncer", "app-pgbouncer"},
         "read_replicas": {"standby", "app-standby"},
         "jobs": {"redis", "worker"},
+        "tracing": {"otel-collector"},
     }
     expected = {"migrate", "app"} | ({"db"} if variant.database == "postgresql" else set())
     for wing, names in wings.items():
@@ -159,6 +160,10 @@ def test_compose(baked: tuple[Variant, Path]) -> None:
         assert url.endswith(f":////data/{PACKAGE}.db")
     if "jobs" in variant.wings:
         assert_jobs(compose, url)
+    if "tracing" in variant.wings:
+        assert_collector(project, services["otel-collector"])
+    else:
+        assert not (project / "otel-collector.yaml").exists()
 
 
 def assert_jobs(compose: dict[str, Any], url: str) -> None:
@@ -176,6 +181,25 @@ def assert_jobs(compose: dict[str, Any], url: str) -> None:
     assert redis["volumes"] == ["redis-data:/data"]
     assert "redis-data" in compose["volumes"]
     assert "ping" in redis["healthcheck"]["test"]
+
+
+def assert_collector(project: Path, collector: dict[str, Any]) -> None:
+    """An OpenTelemetry collector (pinned) in the tracing profile, configured by
+    otel-collector.yaml to take OTLP where the README says, and to pass spans on."""
+    assert collector["profiles"] == ["tracing"]
+    image = collector["image"]
+    assert re.fullmatch(r"otel/opentelemetry-collector-contrib:\d+\.\d+\.\d+", image), "pin it"
+    assert collector["volumes"] == ["./otel-collector.yaml:/etc/otelcol-contrib/config.yaml:ro"]
+    config = yaml.safe_load((project / "otel-collector.yaml").read_text())
+    assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"] == "0.0.0.0:4318"
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"]
+    assert set(pipeline["processors"]) <= set(config["processors"])
+    assert pipeline["exporters"]
+    assert set(pipeline["exporters"]) <= set(config["exporters"])
+    readme = (project / "README.md").read_text()
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4318" in readme
+    assert "docker compose --profile tracing up" in readme
 
 
 def assert_proxy(project: Path, proxy: dict[str, Any]) -> None:
@@ -423,6 +447,9 @@ def test_every_setting_is_documented(baked: tuple[Variant, Path]) -> None:
     offered = [line.split("=")[0].lstrip("# ") for line in example if "=" in line]
     # Read by the service too, not a setting: documented all the same.
     extra = ["PROMETHEUS_MULTIPROC_DIR"] if {"metrics", "workers"} <= variant.wings else []
+    if "tracing" in variant.wings:  # read by OpenTelemetry's SDK
+        extra += ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER"]
+        extra += ["OTEL_TRACES_SAMPLER_ARG"]
     assert sorted(documented) == sorted(names + extra)
     assert sorted(offered) == sorted(names + extra)
     for wing, setting in [

@@ -48,6 +48,9 @@ from {{ cookiecutter.package_name }}.settings import URL_SCHEME, Settings
 from {{ cookiecutter.package_name }}.settings import Settings
 {% endif %}
 
+{% if cookiecutter.tracing %}
+from .spans import spans  # noqa: F401 (a fixture of every test)
+{% endif %}
 {% if is_pg %}
 from .support import (
     DEFAULT_TEST_DATABASE_URL,
@@ -80,6 +83,11 @@ from .support import (
 # from .env (see settings_for).
 for _variable in [*(name.upper() for name in Settings.model_fields), "WEB_CONCURRENCY"]:
     os.environ.pop(_variable, None)
+{% if cookiecutter.tracing %}
+# Nor does any span go to the developer's collector (tracing.py reads OTEL_*).
+for _variable in [name for name in os.environ if name.startswith("OTEL_")]:
+    os.environ.pop(_variable)
+{% endif %}
 
 
 @pytest.fixture(scope="session")

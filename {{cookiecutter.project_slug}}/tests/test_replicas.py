@@ -32,6 +32,9 @@ import pytest
 from alembic import command
 from fastapi import FastAPI
 from httpx2 import AsyncClient
+{% if cookiecutter.tracing %}
+from opentelemetry.sdk.trace import ReadableSpan
+{% endif %}
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -322,6 +325,32 @@ async def test_reads_go_to_the_standby_once_it_has_replayed_the_write(
     # Writes never go to the standby: it is still one, and the row came from the primary.
     assert standby.sql("SELECT pg_is_in_recovery()") == "t"
     assert primary.sql("SELECT count(*) FROM items WHERE name = 'replayed'") == "1"
+{% if cookiecutter.tracing %}
+
+
+async def test_a_read_on_the_standby_names_it_in_its_trace(
+    replicated_app: FastAPI,
+    servers: tuple[Server, Server],
+    spans: Callable[[], list[ReadableSpan]],
+) -> None:
+    _primary, standby = servers
+    async with client_of(replicated_app) as client:
+        read = await client.get("/items")
+
+    assert read.status_code == 200
+    found = spans()
+    (unit,) = [span for span in found if span.name == "unit of work GET /items"]
+    assert unit.attributes is not None
+    assert unit.attributes["db.standby"] == standby.name
+    assert unit.context is not None
+    ports = {
+        span.attributes["server.port"]
+        for span in found
+        if span.parent is not None and span.parent.span_id == unit.context.span_id
+        if span.attributes is not None
+    }
+    assert ports == {standby.port}
+{% endif %}
 
 
 # Positions from the future and the past, and what is no position at all.

@@ -39,6 +39,9 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("handled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("dead_at", sa.DateTime(timezone=True), nullable=True),
+{% if cookiecutter.tracing %}
+        sa.Column("traceparent", sa.String(length=55), nullable=True),
+{% endif %}
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
 {% if cookiecutter.database == "sqlite" %}
         sqlite_autoincrement=True,

@@ -47,6 +47,10 @@ from .metrics_folder import shared_folder
 from .settings import Settings, get_settings, problems, unknown_variables
 
 PROG = "python -m {{ cookiecutter.package_name }}"
+{% if cookiecutter.tracing %}
+# Each log line also carries the trace and span current where it was logged.
+LOG_IDS = {f"{__package__}.tracing.TraceIdFilter": ("trace_id", "span_id")}
+{% endif %}
 APP = "{{ cookiecutter.package_name }}.__main__:worker_app"
 
 
@@ -70,7 +74,7 @@ def load_settings(prog: str = PROG) -> Settings:
         lines = [f"warning: {line}" for line in typos]
         lines += [f"cannot start: {line}" for line in problems(error)]
         sys.exit("\n".join(f"{prog}: {line}" for line in lines))
-    logging.config.dictConfig(logging_config(settings))
+    logging.config.dictConfig(logging_config(settings{{ ", LOG_IDS" if cookiecutter.tracing }}))
     for line in typos:
         logging.getLogger(__package__).warning(line)
     return settings
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
 {% if not workers %}
         "workers": 1,  # whatever WEB_CONCURRENCY says: uvicorn would read it
 {% endif %}
-        "log_config": logging_config(settings),
+        "log_config": logging_config(settings{{ ", LOG_IDS" if cookiecutter.tracing }}),
         "access_log": False,  # observability.py writes one that names the route
         "server_header": False,  # a client learns nothing of what serves it
         "limit_concurrency": settings.web_max_concurrency,

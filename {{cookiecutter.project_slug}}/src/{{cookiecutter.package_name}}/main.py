@@ -2,7 +2,7 @@
 {% set replicas = cookiecutter.read_replicas %}
 {% set in_middleware = cookiecutter.session_strategy == "middleware" %}
 {% set background = cookiecutter.metrics or keys or replicas %}
-{% set joined = background or cookiecutter.jobs %}
+{% set joined = background or cookiecutter.jobs or cookiecutter.tracing %}
 {% set database_class = "ServiceDatabase" if keys and replicas else ("KeyedDatabase" if keys else ("ReplicatedDatabase" if replicas else "Database")) %}
 """The application: ``create_app()`` builds one.
 
@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from . import {{ "consistency, " if replicas }}health{{ ", metrics" if cookiecutter.metrics }}
+from . import {{ "consistency, " if replicas }}health{{ ", metrics" if cookiecutter.metrics }}{{ ", tracing" if cookiecutter.tracing }}
 {% if replicas %}
 from .db.replicas import ReplicatedDatabase
 {% endif %}
@@ -172,6 +172,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
 {% if cookiecutter.metrics %}
     app.include_router(metrics.router(settings.metrics_token))
+{% endif %}
+{% if cookiecutter.tracing %}
+    tracing.install(app)  # when OTEL_EXPORTER_OTLP_ENDPOINT is set (tracing.py)
 {% endif %}
     return app
 

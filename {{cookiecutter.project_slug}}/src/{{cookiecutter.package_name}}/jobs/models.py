@@ -11,6 +11,9 @@ from ..db.base import Base
 from ..db.types import IdKey
 
 NAME_MAX_LENGTH = 100
+{% if cookiecutter.tracing %}
+TRACEPARENT_MAX_LENGTH = 55  # version 00: 2 + 32 + 16 + 2 hex digits, 3 dashes
+{% endif %}
 # Neither handled nor dead: to be sent, or sent and not yet handled.
 OUTSTANDING = text("handled_at IS NULL AND dead_at IS NULL")
 
@@ -44,3 +47,7 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     handled_at: Mapped[datetime | None] = mapped_column()
     dead_at: Mapped[datetime | None] = mapped_column()
+{% if cookiecutter.tracing %}
+    # The W3C traceparent of the span that recorded it: its handler's span links to it.
+    traceparent: Mapped[str | None] = mapped_column(String(TRACEPARENT_MAX_LENGTH))
+{% endif %}

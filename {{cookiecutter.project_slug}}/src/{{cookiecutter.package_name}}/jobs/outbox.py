@@ -14,6 +14,9 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+{% if cookiecutter.tracing %}
+from .. import tracing
+{% endif %}
 from .models import OUTSTANDING, Job
 
 
@@ -25,12 +28,19 @@ class Claimed:
     name: str
     payload: dict[str, Any]
     attempts: int
+{% if cookiecutter.tracing %}
+    traceparent: str | None
+{% endif %}
 
 
 def record(session: Any, name: str, payload: dict[str, Any]) -> None:
     """Add a job to ``session``'s transaction (a ``Session`` or an ``AsyncSession``): it
     is stored with the write, or not at all."""
+{% if cookiecutter.tracing %}
+    session.add(Job(name=name, payload=payload, traceparent=tracing.traceparent()))
+{% else %}
     session.add(Job(name=name, payload=payload))
+{% endif %}
 
 
 def due(session: Session, *, limit: int, resend_after: float) -> Sequence[int]:
@@ -63,7 +73,7 @@ def claim(session: Session, job_id: int) -> Claimed | None:
         update(Job)
         .where(Job.id == job_id, OUTSTANDING)
         .values(handled_at=datetime.now(UTC))
-        .returning(Job.id, Job.name, Job.payload, Job.attempts)
+        .returning(Job.id, Job.name, Job.payload, Job.attempts{{ ", Job.traceparent" if cookiecutter.tracing }})
     ).one_or_none()
     return None if row is None else Claimed(*row)
 

@@ -31,8 +31,14 @@ from anyio import fail_after, to_thread
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO, Middleware
+{% if cookiecutter.tracing %}
+from opentelemetry.trace import SpanKind
+{% endif %}
 from sqlalchemy.exc import SQLAlchemyError
 
+{% if cookiecutter.tracing %}
+from .. import tracing
+{% endif %}
 from ..db.unit import Database
 from ..items.jobs import announce_change
 from ..settings import Settings
@@ -133,7 +139,17 @@ class Runtime(Middleware):
     async def handle(self, job_id: int) -> None:
         """Run the job's handler once, unless it was handled already; a failed try is
         counted in the outbox. A failure to reach the database is raised: the job stays
-        sent, and is sent again (``JOBS_RESEND_AFTER``)."""
+        sent, and is sent again (``JOBS_RESEND_AFTER``).{% if cookiecutter.tracing %} Each try has a span, linked to
+        the one that recorded the job.{% endif %}"""
+{% if cookiecutter.tracing %}
+        attributes = {"job.id": job_id}
+        with tracing.tracer.start_as_current_span(
+            "job", kind=SpanKind.CONSUMER, attributes=attributes
+        ):
+            await self._handle(job_id)
+
+    async def _handle(self, job_id: int) -> None:
+{% endif %}
         database = self.database
         job: outbox.Claimed | None = None
         try:
@@ -142,6 +158,9 @@ class Runtime(Middleware):
                 if job is None:
                     logger.info("Job %d: handled already, or dead; dropped", job_id)
                     return
+{% if cookiecutter.tracing %}
+                tracing.follows(f"job {job.name}", job.traceparent)
+{% endif %}
                 handler = HANDLERS.get(job.name)
                 if handler is None:
                     raise LookupError(f"no handler is named {job.name!r} (HANDLERS)")
@@ -154,6 +173,9 @@ class Runtime(Middleware):
         except Exception as error:
             if job is None:
                 raise
+{% if cookiecutter.tracing %}
+            tracing.failed(error)
+{% endif %}
             await self._failed(job, error)
             return
 {% if cookiecutter.metrics %}
@@ -201,6 +223,9 @@ def connect(settings: Settings) -> tuple[RedisBroker, Runtime]:
 def work(settings: Settings) -> None:
     """Run the worker until SIGTERM or SIGINT, then stop it as described above."""
     broker, _ = connect(settings)
+{% if cookiecutter.tracing %}
+    tracing.configure()  # when OTEL_EXPORTER_OTLP_ENDPOINT is set
+{% endif %}
     worker = dramatiq.Worker(broker, worker_threads=settings.jobs_threads)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
