@@ -27,7 +27,7 @@ from {{ cookiecutter.package_name }}.items.jobs import announce_change
 {% endif %}
 from {{ cookiecutter.package_name }}.items.models import Item
 {% if cookiecutter.jobs %}
-from {{ cookiecutter.package_name }}.jobs import worker
+from {{ cookiecutter.package_name }}.jobs import Handler, worker
 from {{ cookiecutter.package_name }}.jobs.models import Job
 {% endif %}
 from {{ cookiecutter.package_name }}.session import SessionDep
@@ -41,11 +41,15 @@ CALLER_SPAN = "00f067aa0ba902b7"
 
 @pytest.fixture(autouse=True)
 def routes(app: FastAPI) -> None:
-    """A resource a user adds, and a write whose commit fails."""
+    """A resource a user adds, a call to another service, and a write whose commit fails."""
 
     @app.get("/test/widgets/{widget_id}")
     {{ cookiecutter.__async }}def get_widget(widget_id: int, session: SessionDep) -> None:
         {{ cookiecutter.__await }}session.get(Item, widget_id)
+
+    @app.get("/test/traceparent")
+    def traceparent() -> str | None:
+        return tracing.traceparent()  # what a call to another service would send on
 
     @app.post("/test/insert-null-at-commit", status_code=201)
     {{ cookiecutter.__async }}def insert_null_at_commit(session: SessionDep) -> None:
@@ -191,6 +195,17 @@ async def test_the_callers_trace_is_continued(
     assert {format(s.context.trace_id, "032x") for s in found if s.context} == {CALLER_TRACE}
 
 
+async def test_the_trace_is_passed_on_from_within_the_request(
+    client: AsyncClient, spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    traceparent = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+    response = await client.get("/test/traceparent", headers={"traceparent": traceparent})
+
+    request = request_span(spans(), "GET /test/traceparent")
+    assert request.context is not None
+    assert response.json() == f"00-{CALLER_TRACE}-{request.context.span_id:016x}-01"
+
+
 async def test_a_background_task_has_its_span_in_its_requests_trace(
     committed_client: AsyncClient, spans: Callable[[], list[ReadableSpan]]
 ) -> None:
@@ -207,11 +222,10 @@ async def test_a_background_task_has_its_span_in_its_requests_trace(
 {% if cookiecutter.jobs %}
 
 
-async def test_a_job_has_a_trace_of_its_own_linked_to_the_request_that_recorded_it(
-    committed_client: AsyncClient, settings: Settings, spans: Callable[[], list[ReadableSpan]]
-) -> None:
-    item_id = (await committed_client.post("/items", json={"name": "lamp"})).json()["id"]
-    await committed_client.patch(f"/items/{item_id}", json={"description": "red"})
+async def handle_a_recorded_job(client: AsyncClient, settings: Settings) -> None:
+    """An item changed, which records a job; the job handled by a worker's runtime."""
+    item_id = (await client.post("/items", json={"name": "lamp"})).json()["id"]
+    await client.patch(f"/items/{item_id}", json={"description": "red"})
     _broker, runtime = worker.connect(settings)  # the broker is not used: no Redis needed
     try:
         async with runtime.database.open_session(writes=False) as session:
@@ -219,6 +233,12 @@ async def test_a_job_has_a_trace_of_its_own_linked_to_the_request_that_recorded_
         await runtime.handle(job.id)
     finally:
         await runtime.database.dispose()
+
+
+async def test_a_job_has_a_trace_of_its_own_linked_to_the_request_that_recorded_it(
+    committed_client: AsyncClient, settings: Settings, spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    await handle_a_recorded_job(committed_client, settings)
 
     found = spans()
     request = request_span(found, "PATCH /items/{item_id:id}")
@@ -232,6 +252,24 @@ async def test_a_job_has_a_trace_of_its_own_linked_to_the_request_that_recorded_
     assert unit.attributes is not None
     assert unit.attributes["db.unit.outcome"] == "committed"
     assert only_statements_under(found, unit)[0] == "UPDATE jobs"
+
+
+async def test_a_failed_try_marks_its_jobs_span_as_an_error(
+    committed_client: AsyncClient,
+    settings: Settings,
+    spans: Callable[[], list[ReadableSpan]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    {{ cookiecutter.__async }}def fails(*_: object) -> None:
+        raise RuntimeError("the receiver is down")
+
+    monkeypatch.setitem(worker.HANDLERS, announce_change.name, Handler(announce_change.name, fails))
+    await handle_a_recorded_job(committed_client, settings)
+
+    (handled,) = [s for s in spans() if s.name == f"job {announce_change.name}"]
+    assert handled.status.status_code is StatusCode.ERROR
+    assert handled.status.description == "RuntimeError: the receiver is down"
+    assert [event.name for event in handled.events] == ["exception"]
 {% endif %}
 
 
