@@ -158,6 +158,18 @@ CASES: dict[str, Callable[[], Awaitable[tuple[Step, Callable[[], Awaitable[None]
 }
 
 
+def flush_traces() -> None:
+    """Send the spans a bake with the tracing wing still holds, when it exports: the warm-up's
+    before the count, the requests' within it."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return
+    force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if force_flush is not None:
+        force_flush()
+
+
 def handshake(word: str) -> None:
     print(word, flush=True)
     sys.stdin.readline()
@@ -167,9 +179,11 @@ async def main(case: str, requests: int) -> None:
     step, stop = await CASES[case]()
     for _ in range(WARM):
         await step()
+    flush_traces()
     handshake("ready")
     for _ in range(requests):
         await step()
+    flush_traces()
     handshake("done")
     await stop()
 

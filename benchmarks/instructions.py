@@ -10,6 +10,9 @@ valgrind's callgrind, with the instrumentation on only while the requests are
 served (after the start and a warm-up). The bake with no wing is also counted
 without its middleware, and its unit of work and repository alone; beside it
 the lean tutorial app, its session alone, and FastAPI over a raw asyncpg pool.
+The tracing wing's bake is counted twice: without an endpoint (nothing is set up), and
+exporting every span over OTLP/HTTP to a collector this script serves, the spans of
+the requests flushed within the count.
 Counted is what the service's own process executes in user space, drivers and
 event loop included; not the kernel's share of a round trip, nor the database
 server's. Two cases run at a time. Writes benchmarks/instructions.{md,json}
@@ -22,7 +25,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,8 @@ BAKES: dict[str, Variant] = {
     **{wing: BASE.with_wings([wing]) for wing in WINGS},
     "every wing": BASE.with_wings(BASE.possible_wings),
 }
+# The tracing wing's bake again, exporting every span to a collector of this script's.
+EXPORTING = "tracing, exporting"
 # What a wing needs of DATABASE_URL to do its work when connected straight to PostgreSQL.
 URL_QUERY = {"pgbouncer": "?plugin=pgbouncer"}
 # The layers of a GET, on the bake with no wing (drive.py's cases).
@@ -53,8 +60,28 @@ WING_NOTES = {
     "pgbouncer": "`?plugin=pgbouncer` in `DATABASE_URL`, still straight to PostgreSQL",
     "read_replicas": "no standby configured",
     "reverse_proxy": "nginx's work is outside the service's process",
-    "every wing": "straight to PostgreSQL: no plugin, no standby",
+    "tracing": "no `OTEL_EXPORTER_OTLP_ENDPOINT`: nothing set up",
+    EXPORTING: "every span sent over OTLP/HTTP, in batches, to a collector outside the process",
+    "every wing": "straight to PostgreSQL: no plugin, no standby, no tracing endpoint",
 }
+
+
+class Collector(ThreadingHTTPServer):
+    """An OTLP/HTTP collector that reads each export and answers 200, in this process."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Discard)
+
+
+class _Discard(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
 
 
 def count(case: str, requests: int, project: Path, env: dict[str, str], out: Path) -> int:
@@ -137,6 +164,8 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install valgrind")
+    collector = Collector()
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
         work = Path(tmp)
         jobs: list[tuple[str, str, Path, dict[str, str]]] = []  # (bake, case, project, env)
@@ -160,6 +189,10 @@ def main() -> None:
             if bake == "no wings":
                 cases += [case for case in LAYERS if case != "variant"] + ["lean-post"]
             jobs += [(bake, case, project, env) for case in cases]
+            if bake == "tracing":
+                endpoint = f"http://127.0.0.1:{collector.server_port}"
+                exporting = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+                jobs += [(EXPORTING, case, project, exporting) for case in cases]
 
         def counted(job: tuple[str, str, Path, dict[str, str]]) -> int:
             bake, case, project, env = job
@@ -171,7 +204,10 @@ def main() -> None:
         for database in databases:
             bench.drop_database(database)
     layers: dict[str, int] = {}
-    bakes: dict[str, dict[str, int]] = {bake: {} for bake in BAKES}
+    order = [
+        name for bake in BAKES for name in ([bake, EXPORTING] if bake == "tracing" else [bake])
+    ]
+    bakes: dict[str, dict[str, int]] = {bake: {} for bake in order}
     kinds = {"variant": "get", "variant-post": "post", "variant-post-keyed": "post_keyed"}
     for (bake, case, _, _), n in zip(jobs, numbers, strict=True):
         bench.log(f"{bake:<18} {case:<22} {n:>12,} instructions per request")

@@ -268,8 +268,8 @@ async def test_a_failed_try_marks_its_jobs_span_as_an_error(
 
     (handled,) = [s for s in spans() if s.name == f"job {announce_change.name}"]
     assert handled.status.status_code is StatusCode.ERROR
-    assert handled.status.description == "RuntimeError: the receiver is down"
-    assert [event.name for event in handled.events] == ["exception"]
+    assert handled.status.description == "RuntimeError"  # its message may quote values
+    assert handled.events == ()
 {% endif %}
 
 
@@ -332,7 +332,7 @@ def test_a_server_exports_its_spans_and_logs_their_ids(
     log = tmp_path / "server.log"
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}",
-        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",  # sent only as the server stops
         "LOG_FORMAT": log_format,
     }
     server, port = start_server(settings.database_url, log, env=env)

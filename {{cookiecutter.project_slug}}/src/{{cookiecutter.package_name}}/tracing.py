@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from anyio import to_thread
+from anyio import move_on_after, to_thread
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -56,6 +56,8 @@ from .db.unit import UnitSession
 
 SERVICE = "{{ cookiecutter.project_slug }}"
 ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+# Seconds a stopping service gives its last spans to reach the collector.
+FLUSH_SECONDS = 5
 # The keys of a unit's span in its session's and its connection's ``info``, and of how it ended.
 _SPAN = "span"
 _OUTCOME = "outcome"
@@ -114,7 +116,9 @@ def install(app: FastAPI) -> None:
         finally:
             provider = trace.get_tracer_provider()
             if isinstance(provider, TracerProvider):
-                await to_thread.run_sync(provider.force_flush)
+                # Bounded: an unreachable collector would hold the shutdown for its timeouts.
+                with move_on_after(FLUSH_SECONDS):
+                    await to_thread.run_sync(provider.force_flush, abandon_on_cancel=True)
 
     app.router.lifespan_context = flushed
 
@@ -137,10 +141,9 @@ def follows(name: str, parent: str | None) -> None:
 
 
 def failed(error: BaseException) -> None:
-    """Mark the current span as failed by ``error``."""
-    span = trace.get_current_span()
-    span.record_exception(error)
-    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    """Mark the current span as failed by ``error``: by its class, not its message, which
+    may quote a row's values (a database's DETAIL line)."""
+    trace.get_current_span().set_status(Status(StatusCode.ERROR, type(error).__name__))
 
 
 class TraceIdFilter(logging.Filter):
@@ -177,8 +180,8 @@ def _listen_once() -> None:
 def _unit_began(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
     """A unit of work's span, under the work it is part of (a request, a background task,
     a job); units outside any (a periodic check) make no trace of their own."""
-    if transaction.parent is not None or _SPAN in session.info:
-        return
+    if transaction.parent is not None or _SPAN in session.info or session.info.get("ending"):
+        return  # a unit's statements after its commit (a subclass's after_commit()) are its own
     if not trace.get_current_span().get_span_context().is_valid:
         return
     name = session.info.get("name", "A unit of work")
@@ -200,10 +203,11 @@ def _unit_ended(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is not None or _SPAN not in session.info:
         return
     span, connection_info = session.info.pop(_SPAN)
-    connection_info.pop(_SPAN, None)
+    if connection_info.get(_SPAN) is span:
+        del connection_info[_SPAN]
     outcome = session.info.pop(_OUTCOME, "closed")
     span.set_attribute("db.unit.outcome", outcome)
-    if outcome == "rolled back" and session.info.get("ending"):
+    if session.info.get("ending") and outcome != "committed":  # its rollback may have failed too
         span.set_status(Status(StatusCode.ERROR, "The commit failed."))
 {% if cookiecutter.read_replicas %}
     if (standby := session.info.get("standby")) is not None:
@@ -221,7 +225,7 @@ def _statement_began(
     _executemany: bool,
 ) -> None:
     unit: Span | None = connection.info.get(_SPAN)
-    if unit is None or execution is None:
+    if unit is None or execution is None or not unit.is_recording():
         return
     operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
     url = connection.engine.url

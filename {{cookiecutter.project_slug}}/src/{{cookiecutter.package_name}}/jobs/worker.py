@@ -144,7 +144,11 @@ class Runtime(Middleware):
 {% if cookiecutter.tracing %}
         attributes = {"job.id": job_id}
         with tracing.tracer.start_as_current_span(
-            "job", kind=SpanKind.CONSUMER, attributes=attributes
+            "job",
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            record_exception=False,  # its message may quote a row's values: tracing.failed()
+            set_status_on_exception=False,
         ):
             await self._handle(job_id)
 
@@ -171,11 +175,11 @@ class Runtime(Middleware):
                     await database.run(session, handler.function, job.payload)
 {% endif %}
         except Exception as error:
-            if job is None:
-                raise
 {% if cookiecutter.tracing %}
             tracing.failed(error)
 {% endif %}
+            if job is None:
+                raise
             await self._failed(job, error)
             return
 {% if cookiecutter.metrics %}
