@@ -1,9 +1,7 @@
 {% set is_pg = cookiecutter.database == "postgresql" %}
 """The real server: uvicorn serves the app, and SIGTERM stops it with no connection left open."""
 
-{% if is_pg %}
 import asyncio
-{% endif %}
 import re
 import signal
 import socket
@@ -18,14 +16,14 @@ from sqlalchemy import make_url
 {% if is_pg %}
 from {{ cookiecutter.package_name }}.db.engine import APPLICATION_NAME
 
-from .support import CONNECTION_COUNT, ask_the_database, start_server
+from .support import CONNECTION_COUNT, ask_the_database, empty_database, start_server
 
 
 def connections_of_the_service(database_url: str) -> int:
     """The service's connections to the test database, as the server sees them."""
     return asyncio.run(ask_the_database(database_url, CONNECTION_COUNT, name=APPLICATION_NAME))
 {% else %}
-from .support import start_server
+from .support import empty_database, start_server
 
 
 def wal_file(database_url: str) -> Path:
@@ -174,3 +172,5 @@ def test_sigterm_stops_the_server_cleanly(database_url: str, tmp_path: Path) -> 
     # SQLite removes the write-ahead log when the last connection closes.
     assert not wal_file(database_url).exists()
 {% endif %}
+    # What the served requests committed (the delete's record) is not the next test's.
+    asyncio.run(empty_database(database_url))
